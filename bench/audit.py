@@ -1,0 +1,79 @@
+"""The auditor contract: a registered class that turns shared features into named metrics.
+
+An auditor never sees a model or knows which method produced it: it reads the
+:class:`~bench.features.ModelFeatures` of the audited model plus those of the
+cell's original, retrain and reference models (:class:`AuditContext`). Every
+metric it returns is declared up front with its direction, so the leaderboard
+can draw arrows and compute gaps without knowing the auditor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bench.config import AuditOptions
+from bench.features import ModelFeatures
+from bench.registry import auditors
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    description: str
+    higher_is_better: bool | None = None  # None: neither; see ideal_retrain
+    ideal_retrain: bool = False  # the ideal value is retrain's (a "gap" metric)
+    avg_gap: bool = False  # part of Avg Gap (SPECS section 4)
+    scale: float = 1.0  # multiply before taking the gap (AUCs x 100)
+    source: str = ""
+
+    @property
+    def arrow(self) -> str:
+        if self.higher_is_better is True:
+            return "↑"
+        if self.higher_is_better is False:
+            return "↓"
+        return "≈R" if self.ideal_retrain else ""
+
+
+@dataclass
+class AuditContext:
+    """The cell's fixed models, as features: the yardsticks an auditor may compare against."""
+
+    original: ModelFeatures
+    retrain: ModelFeatures
+    references: list[ModelFeatures]
+    num_classes: int
+    options: AuditOptions
+    seed: int
+
+
+class Auditor:
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    requires: ClassVar[frozenset[str]] = frozenset()  # encoder capabilities needed
+
+    def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:
+        raise NotImplementedError
+
+    def figures(self, models: dict[str, ModelFeatures], ctx: AuditContext) -> dict[str, bytes]:
+        """Optional cell-level artifacts (file name -> bytes, e.g. PNG) over all models."""
+        return {}
+
+
+def register_auditor(name: str, **meta: Any) -> Callable[[type[Auditor]], type[Auditor]]:
+    def deco(cls: type[Auditor]) -> type[Auditor]:
+        cls.name = name
+        return auditors.register(name, **meta)(cls)
+
+    return deco
+
+
+def metric_specs() -> dict[str, MetricSpec]:
+    """Every metric of every registered auditor, plus the runner's cell summary metrics."""
+    from bench.summary import SUMMARY_METRICS
+
+    specs = {m.name: m for entry in auditors for m in entry.obj.metrics}
+    specs.update({m.name: m for m in SUMMARY_METRICS})
+    return specs

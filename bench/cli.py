@@ -1,0 +1,114 @@
+"""``python -m bench`` / ``unlearn-bench``: run | ls | validate | report | data import | ui.
+
+Thin by design: every command calls a function of :mod:`bench.driver`. A
+configuration problem prints one line and exits 2 with nothing written; failed
+cells exit 1 after the rest of the matrix has run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bench.config import ConfigError
+from bench.data import DataUnavailableError
+from bench.registry import UnknownNameError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", type=Path, default=Path("results"),
+                   help="where mlflow.db, the model cache and leaderboards go (default: ./results)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite:///<results-dir>/mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a matrix, log to MLflow, write the leaderboard")
+    run.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
+    _common(run)
+    run.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
+    run.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
+    run.add_argument("--executor", default="local", help="local | ray | slurm")
+    run.add_argument("--executor-options", default="{}", help="JSON options for the executor")
+    run.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (overrides the matrix)")
+    run.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
+    run.add_argument("--fresh", action="store_true", help="ignore finished results (no resume)")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and the estimate; run nothing")
+
+    ls = sub.add_parser("ls", help="list registered components or shipped matrices")
+    ls.add_argument("kind", choices=["methods", "encoders", "backbones", "datasets", "auditors", "matrices"])
+
+    val = sub.add_parser("validate", help="check a matrix (names, ratios, data) without training")
+    val.add_argument("--matrix", required=True)
+    val.add_argument("--data-root", type=Path, default=None)
+    val.add_argument("--dry-run", action="store_true", help="report missing data as a warning")
+
+    rep = sub.add_parser("report", help="rebuild <results>/<matrix>/leaderboard.md from MLflow")
+    rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
+    _common(rep)
+
+    data = sub.add_parser("data", help="data set utilities")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    imp = dsub.add_parser("import", help="unpack a data set archive into the data root")
+    imp.add_argument("archive", type=Path)
+    imp.add_argument("--data-root", type=Path, default=None)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on the results store (localhost)")
+    _common(ui)
+    ui.add_argument("--port", type=int, default=5000)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("alembic", "mlflow", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bench import driver
+
+    try:
+        if args.command == "run":
+            opts = driver.RunOptions(
+                matrix=args.matrix, results_dir=args.results_dir, data_root=args.data_root,
+                cache_dir=args.cache_dir, executor=args.executor,
+                executor_options=json.loads(args.executor_options), fresh=args.fresh,
+                dry_run=args.dry_run, device=args.device, precision=args.precision,
+                tracking_uri=args.tracking_uri,
+            )
+            summary = driver.run_matrix(opts)
+            if not args.dry_run:
+                print(f"{summary.finished} results, {summary.skipped} skipped (n/a), "
+                      f"{len(summary.failed)} failed, {summary.resumed} resumed; "
+                      f"{summary.seconds:.0f}s; leaderboard: {summary.leaderboard}")
+                for f in summary.failed:
+                    print(f"FAILED {f}", file=sys.stderr)
+            return summary.exit_code
+        if args.command == "ls":
+            print(driver.list_components(args.kind))
+            return 0
+        if args.command == "validate":
+            opts = driver.RunOptions(matrix=args.matrix, data_root=args.data_root, dry_run=args.dry_run)
+            matrix, warnings = driver.prepare(opts)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"matrix {matrix.name} is valid: {len(matrix.cells())} cells")
+            return 0
+        if args.command == "report":
+            print(driver.report(args.matrix, args.results_dir, args.tracking_uri))
+            return 0
+        if args.command == "data":
+            print(f"unpacked into {driver.import_archive(args.archive, args.data_root)}")
+            return 0
+        if args.command == "ui":
+            return driver.start_ui(args.results_dir, args.port, args.tracking_uri)
+    except (ConfigError, UnknownNameError, DataUnavailableError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,0 +1,131 @@
+"""In-memory image data: the uint8 tensors every dataset loader returns.
+
+Data knows no model. A loader returns an :class:`ImageData` (train and test
+images as ``uint8 [N, C, H, W]`` tensors plus integer labels); a :class:`DataView`
+is a subset of it (one split) that can move to the training device whole, so
+batches are index lookups rather than a DataLoader with PIL workers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.registry import datasets
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on disk (and cannot be downloaded); the message says how to get it."""
+
+
+@dataclass
+class ImageData:
+    name: str
+    train_x: torch.Tensor  # uint8 [N, C, H, W]
+    train_y: torch.Tensor  # int64 [N]
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_x.shape[1:]
+        return int(c), int(h), int(w)
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images in [0, 1] (for normalisation)."""
+        x = self.train_x[:10000].float().div_(255)
+        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+@dataclass
+class DataView:
+    """One split: images, labels and their indices in the parent array."""
+
+    x: torch.Tensor  # uint8 [n, C, H, W]
+    y: torch.Tensor  # int64 [n]
+    idx: torch.Tensor  # int64 [n], index into train (or test) arrays
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device: torch.device | str) -> DataView:
+        return DataView(self.x.to(device), self.y.to(device), self.idx.to(device), self.name)
+
+    def subset(self, rows: np.ndarray | torch.Tensor, name: str | None = None) -> DataView:
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.x.device)
+        return DataView(self.x[rows], self.y[rows], self.idx[rows], name or self.name)
+
+    @staticmethod
+    def concat(views: list[DataView], name: str) -> DataView:
+        return DataView(
+            torch.cat([v.x for v in views]),
+            torch.cat([v.y for v in views]),
+            torch.cat([v.idx for v in views]),
+            name,
+        )
+
+
+@dataclass
+class Batch:
+    """A training batch on the device: raw uint8 images (encoders augment them), labels, ids."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def default_data_root() -> Path:
+    """``$BENCH_DATA`` or the user's cache dir (``~/.cache/unlearn-bench/data``)."""
+    env = os.environ.get("BENCH_DATA")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unlearn-bench" / "data"
+
+
+def parse_dataset(spec: str) -> tuple[str, str | None]:
+    """``"imagefolder:/path"`` -> ``("imagefolder", "/path")``; ``"cifar10"`` -> ``("cifar10", None)``."""
+    name, _, arg = spec.partition(":")
+    return name, (arg or None)
+
+
+def dataset_entry(spec: str):
+    name, _ = parse_dataset(spec)
+    return datasets.entry(name)
+
+
+def check_dataset(spec: str, root: Path, download: bool = False) -> str | None:
+    """None when ``spec`` can be loaded from ``root``; else one line saying how to get it."""
+    name, arg = parse_dataset(spec)
+    loader = datasets.get(name)
+    return loader.check(root, arg, download)
+
+
+_MEMO: dict[tuple[str, str, bool], ImageData] = {}
+
+
+def load_dataset(spec: str, root: Path | None = None, download: bool = False) -> ImageData:
+    """Load (and memoise per process) the dataset named by ``spec``."""
+    root = Path(root) if root is not None else default_data_root()
+    key = (spec, str(root), download)
+    if key not in _MEMO:
+        name, arg = parse_dataset(spec)
+        loader = datasets.get(name)
+        problem = loader.check(root, arg, download)
+        if problem:
+            raise DataUnavailableError(problem)
+        _MEMO[key] = loader.load(root, arg, download)
+    return _MEMO[key]

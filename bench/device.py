@@ -1,0 +1,69 @@
+"""Device selection and mixed precision, in one place so methods never touch them."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast where asked for (CPU and CUDA both support it); a no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class PeakMemory:
+    """Peak memory of a block: the CUDA allocator's peak on GPU; on CPU the peak resident set
+    size above the block's starting RSS, sampled every 5 ms by a thread (torch's CPU
+    allocator keeps no statistics)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        import threading
+
+        self._base = _rss()
+        self._max = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self._max = max(self._max, _rss())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self._max = max(self._max, _rss())
+        self.peak_mb = (self._max - self._base) / 2**20
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except OSError:  # not Linux: fall back to the process peak
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,43 @@
+"""SimCLR (Chen et al. 2020) with lightly's projection head and NT-Xent loss."""
+
+from __future__ import annotations
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import nn
+
+from bench.data import Batch
+from bench.encoders.base import DataInfo, Encoder
+from bench.registry import register_encoder
+
+
+@register_encoder("simclr", framework="lightly", description="SimCLR: 2-layer MLP head, NT-Xent (tau 0.5)")
+class SimCLR(Encoder):
+    """Per-sample loss: lightly's NT-Xent with ``reduction='none'`` gives one loss per row of
+    the 2B logits ``[view0; view1]``; sample i's loss is the mean of rows i and B+i, so the
+    batch mean equals lightly's reduced loss exactly."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        info: DataInfo,
+        temperature: float = 0.5,
+        proj_dim: int = 128,
+        hidden_dim: int | None = None,
+        image_size: int | None = None,
+    ):
+        super().__init__(backbone, info, image_size)
+        d = self.feat_dim
+        self.head = SimCLRProjectionHead(d, hidden_dim or d, proj_dim)
+        self.criterion = NTXentLoss(temperature=temperature)
+        self.criterion.cross_entropy = nn.CrossEntropyLoss(reduction="none")
+
+    def project(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(f)
+
+    def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
+        b = v1.shape[0]
+        z = self.head(self.backbone(torch.cat([v1, v2])))
+        rows = self.criterion(z[:b].float(), z[b:].float())
+        return 0.5 * (rows[:b] + rows[b:])

@@ -1,0 +1,136 @@
+"""Everything the auditors read from one model, computed once per model and shared.
+
+No auditor touches a model: the runner calls :func:`extract` once per model
+(original, retrain, references, each method's output) and every auditor reads the
+resulting :class:`ModelFeatures`. Views are drawn from a generator seeded by the
+cell, not by the model, so every model is scored on the *same* augmentations
+(common random numbers): that is what lets the calibrated attack subtract a
+reference model's score sample by sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import AuditOptions
+from bench.data import Batch, DataView
+from bench.device import autocast
+from bench.encoders.base import Encoder
+
+ALIGN_SAMPLES = 8  # forget images drawn in the alignment-matrix heat map
+
+
+@dataclass
+class ModelFeatures:
+    name: str
+    feats: dict[str, np.ndarray]  # split -> [n, d] backbone features of clean images
+    labels: dict[str, np.ndarray]  # split -> [n]
+    align_head: dict[str, np.ndarray]  # split -> [n] mean pairwise cosine of V head embeddings
+    align_backbone: dict[str, np.ndarray]  # same on backbone features of the views
+    loss: dict[str, np.ndarray]  # split -> [n] per-sample objective on fixed view draws
+    align_views: np.ndarray  # [S, V, D] head embeddings of the first S forget images
+    class_scores: dict[str, np.ndarray] = field(default_factory=dict)  # model's own class scores
+    capabilities: frozenset[str] = frozenset()
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: str, fn: Callable[[], Any]) -> Any:
+        """Derived results shared between auditors (e.g. the linear probe)."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+
+def state_hash(encoder: Encoder) -> str:
+    h = hashlib.sha256()
+    for k, v in encoder.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _mean_pairwise_cos(z: torch.Tensor) -> torch.Tensor:
+    """z: [n, V, D] -> [n]: mean cosine over the V(V-1) ordered pairs of distinct views."""
+    z = torch.nn.functional.normalize(z.float(), dim=-1)
+    v = z.shape[1]
+    s = z.sum(dim=1)
+    return ((s * s).sum(-1) - v) / (v * (v - 1))
+
+
+@torch.no_grad()
+def extract(
+    encoder: Encoder,
+    name: str,
+    views: dict[str, DataView],
+    opts: AuditOptions,
+    device: torch.device,
+    precision: str,
+    seed: int,
+) -> ModelFeatures:
+    """Encode every audit split once: clean features, V-view alignments, per-sample loss."""
+    encoder.eval()
+    out: dict[str, dict[str, np.ndarray]] = {
+        k: {} for k in ("feats", "labels", "align_head", "align_backbone", "loss", "scores")
+    }
+    bs = opts.batch_size
+    vb = max(1, bs // opts.views)
+    align_views = np.zeros((0, opts.views, 1), dtype=np.float32)
+    for split, view in views.items():
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{split}".encode()))
+        feats, scores, ah, ab, losses = [], [], [], [], []
+        for s in range(0, len(view), bs):
+            x = view.x[s : s + bs]
+            with autocast(device, precision):
+                feats.append(encoder.features(x).float().cpu())
+                cs = encoder.class_scores(x)
+            if cs is not None:
+                scores.append(cs.float().cpu())
+        for s in range(0, len(view), vb):
+            x = view.x[s : s + vb]
+            rep = x.repeat_interleave(opts.views, dim=0)
+            with autocast(device, precision):
+                v = encoder.augment(rep, gen)
+                f = encoder.backbone(v)
+                z = encoder.project(f)
+            n = x.shape[0]
+            zv = torch.nn.functional.normalize(z.float(), dim=-1).view(n, opts.views, -1)
+            ah.append(_mean_pairwise_cos(zv).cpu())
+            ab.append(_mean_pairwise_cos(f.float().view(n, opts.views, -1)).cpu())
+            if split == "forget" and s == 0:
+                align_views = zv[:ALIGN_SAMPLES].cpu().numpy()
+        # per-sample objective: batches in fixed order, two draws averaged
+        for _ in range(2):
+            part = []
+            for s in range(0, len(view), bs):
+                rows = slice(s, s + bs)
+                if len(view.x[rows]) < 2:  # a lone sample has no in-batch negatives
+                    rows = slice(max(0, s - 1), s + bs)
+                batch = Batch(view.x[rows], view.y[rows], view.idx[rows])
+                with autocast(device, precision):
+                    lo = encoder.objective(batch, gen).float().cpu()
+                part.append(lo[-(min(bs, len(view) - s)) :])
+            losses.append(torch.cat(part) if part else torch.zeros(0))
+        out["feats"][split] = torch.cat(feats).numpy() if feats else np.zeros((0, encoder.feat_dim))
+        out["labels"][split] = view.y.cpu().numpy()
+        out["align_head"][split] = torch.cat(ah).numpy() if ah else np.zeros(0)
+        out["align_backbone"][split] = torch.cat(ab).numpy() if ab else np.zeros(0)
+        out["loss"][split] = torch.stack(losses).mean(0).numpy()
+        if scores:
+            out["scores"][split] = torch.cat(scores).numpy()
+    return ModelFeatures(
+        name=name,
+        feats=out["feats"],
+        labels=out["labels"],
+        align_head=out["align_head"],
+        align_backbone=out["align_backbone"],
+        loss=out["loss"],
+        align_views=align_views,
+        class_scores=out["scores"],
+        capabilities=frozenset(encoder.capabilities),
+    )

@@ -1,0 +1,305 @@
+"""Run one cell: split -> original -> retrain -> each method -> every auditor -> plain results.
+
+The runner names no method, encoder or auditor: registries dispatch. It returns
+plain data (:class:`CellResult`) and writes nothing but the model cache, so any
+executor can run it in a worker and hand the result to the driver, which alone
+writes MLflow and the leaderboard.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import registry
+from bench.audit import AuditContext, metric_specs
+from bench.cache import ModelCache
+from bench.config import Cell, MethodSpec, stable_hash
+from bench.context import UnlearnContext
+from bench.data import DataView, ImageData, load_dataset
+from bench.device import PeakMemory, resolve_device
+from bench.encoders.base import DataInfo, Encoder, build_encoder
+from bench.features import ModelFeatures, extract, state_hash
+from bench.splits import Split, make_split, parse_scenario
+from bench.summary import avg_gap
+from bench.training import train_encoder
+
+log = logging.getLogger("bench.runner")
+
+REFERENCE_SEED_STRIDE = 10007  # reference retrain k trains with seed + (k + 1) * stride
+
+
+@dataclass
+class MethodResult:
+    method: str
+    status: str  # finished | failed | skipped | reference
+    config_hash: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    request: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    rows: list[MethodResult] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)  # cache hits / trainings, for the log
+    error: str = ""  # a failure of the cell itself (data, original model)
+
+
+def _short_error(e: BaseException) -> str:
+    last = traceback.format_exception_only(type(e), e)[-1].strip()
+    return last[:500]
+
+
+class CellRunner:
+    """State of one cell while it runs (data on device, cache, feature memo)."""
+
+    ORIGINAL = "original"
+
+    def __init__(self, cell: Cell, cache_root: Path):
+        self.cell = cell
+        self.cache = ModelCache(cache_root)
+        self.device = resolve_device(cell.device)
+        self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None)
+        self.info = DataInfo.of(self.data)
+        self.scenario = parse_scenario(cell.scenario)
+        d = cell.data
+        self.split: Split = make_split(
+            self.data.train_y.numpy(), self.data.test_y.numpy(), self.scenario, cell.seed,
+            d.n_val, d.n_train, d.n_test,
+        )
+        self.events: list[str] = []
+        self._features: dict[str, ModelFeatures] = {}
+        self.encoder_cls = registry.encoders.get(cell.encoder)
+
+    # --- data ----------------------------------------------------------------
+    def train_view(self, idx: np.ndarray, name: str) -> DataView:
+        t = torch.as_tensor(idx, dtype=torch.long)
+        labels = self.data.train_y[t]
+        return DataView(self.data.train_x[t], labels, t, name).to(self.device)
+
+    def test_view(self) -> DataView:
+        t = torch.as_tensor(self.split.test, dtype=torch.long)
+        return DataView(self.data.test_x[t], self.data.test_y[t], t, "test").to(self.device)
+
+    def audit_views(self, forgotten: np.ndarray, retain: np.ndarray) -> dict[str, DataView]:
+        rng = np.random.default_rng([self.cell.seed, 101])
+        members = np.sort(rng.permutation(retain)[: self.cell.audit.max_members])
+        return {
+            "forget": self.train_view(forgotten, "forget"),
+            "retain": self.train_view(members, "retain"),
+            "test": self.test_view(),
+        }
+
+    # --- models --------------------------------------------------------------
+    def new_encoder(self, seed: int) -> Encoder:
+        torch.manual_seed(seed)
+        enc = build_encoder(self.cell.encoder, self.cell.backbone, self.info, dict(self.cell.encoder_params))
+        enc = enc.to(self.device)
+        if self.device.type == "cuda":
+            enc = enc.to(memory_format=torch.channels_last)
+        return enc
+
+    def trained(self, idx: np.ndarray, seed: int, role: str) -> tuple[Encoder, float]:
+        """A model trained from scratch on ``idx`` with the cell's recipe; cached by content."""
+        key = stable_hash(
+            {
+                "model": {k: v for k, v in self.cell.identity().items() if k not in ("scenario", "seed")},
+                "indices": stable_hash(np.sort(idx).tolist()),
+                "seed": seed,
+            }
+        )
+        enc = self.new_encoder(seed)
+
+        def build() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+            view = self.train_view(idx, role)
+            secs = train_encoder(enc, view, self.cell.train, self.device, self.cell.precision, seed,
+                                 desc=f"train {role}")
+            self.events.append(f"trained {role} in {secs:.1f}s (cached as {key})")
+            log.info("trained %s of %s in %.1fs", role, self.cell.label, secs)
+            return enc.state_dict(), {"seconds": secs, "role": role, "cell": self.cell.label}
+
+        state, meta, hit = self.cache.get_or_build(key, build)
+        if hit:
+            enc.load_state_dict(state)
+            self.events.append(f"cache hit: {role} ({key})")
+            log.info("cache hit: %s of %s (%s)", role, self.cell.label, key)
+        enc.eval()
+        return enc, float(meta["seconds"])
+
+    def features(self, enc: Encoder, name: str, views: dict[str, DataView], request: int) -> ModelFeatures:
+        key = f"{request}:{state_hash(enc)}"
+        if key not in self._features:
+            self._features[key] = extract(
+                enc, name, views, self.cell.audit, self.device, self.cell.precision, self.cell.seed
+            )
+        mf = self._features[key]
+        return dataclasses.replace(mf, name=name) if mf.name != name else mf
+
+    # --- auditing ------------------------------------------------------------
+    def audit(self, mf: ModelFeatures, actx: AuditContext) -> tuple[dict[str, float], list[str]]:
+        metrics: dict[str, float] = {}
+        problems: list[str] = []
+        for name in self.cell.auditors:
+            auditor = registry.auditors.get(name)()
+            if not auditor.requires <= mf.capabilities:
+                continue
+            try:
+                metrics.update({k: float(v) for k, v in auditor.audit(mf, actx).items()})
+            except Exception as e:  # an auditor bug must not hide the other metrics
+                log.exception("auditor %s failed on %s", name, mf.name)
+                problems.append(f"auditor {name}: {_short_error(e)}")
+        return metrics, problems
+
+    # --- the cell ------------------------------------------------------------
+    def run(self, done: frozenset[str] = frozenset()) -> CellResult:
+        cell = self.cell
+        result = CellResult(cell)
+        specs = metric_specs()
+        members = self.split.members
+        original, orig_secs = self.trained(members, cell.seed, "original")
+        current: dict[str, Encoder] = {}
+        for r in range(len(self.split.requests)):
+            forgotten, retain = self.split.after_request(r)
+            views = self.audit_views(forgotten, retain)
+            retrain, retrain_secs = self.trained(retain, cell.seed, "retrain")
+            refs = [
+                self.trained(retain, cell.seed + (k + 1) * REFERENCE_SEED_STRIDE, f"reference-{k}")[0]
+                for k in range(cell.audit.references)
+            ]
+            actx = AuditContext(
+                original=self.features(original, "original", views, r),
+                retrain=self.features(retrain, "retrain", views, r),
+                references=[self.features(m, f"reference-{i}", views, r) for i, m in enumerate(refs)],
+                num_classes=self.data.num_classes,
+                options=cell.audit,
+                seed=cell.seed,
+            )
+            retrain_metrics, _ = self.audit(actx.retrain, actx)
+            models = {"original": actx.original, "retrain": actx.retrain}
+            h = self.row_hash(MethodSpec(self.ORIGINAL), r)
+            if h not in done:
+                m, problems = self.audit(actx.original, actx)
+                result.rows.append(
+                    MethodResult(self.ORIGINAL, "reference", h, metrics=m, request=r,
+                                 info={"train_seconds": orig_secs}, reason="; ".join(problems))
+                )
+            request = {
+                "forget": self.train_view(self.split.requests[r], "forget"),
+                "retain": self.train_view(retain, "retain"),
+                "val": self.train_view(self.split.val, "val"),
+            }
+
+            def scratch(view: DataView) -> tuple[Encoder, float]:
+                return self.trained(view.idx.cpu().numpy(), cell.seed, "retrain")
+
+            last = len(self.split.requests) - 1
+            for spec in cell.methods:
+                h = self.row_hash(spec, r)
+                if all(self.row_hash(spec, q) in done for q in range(r, last + 1)):
+                    continue  # finished earlier and no later request builds on it
+                start = original if r == 0 else current.get(spec.name)
+                row = self.run_method(spec, h, r, start, current, request, scratch, views, actx, models)
+                if h in done:
+                    continue  # ran only to feed the next request
+                if row.status == "finished":
+                    row.metrics["rte_frac"] = row.metrics["rte_s"] / max(retrain_secs, 1e-9)
+                    gap = avg_gap(row.metrics, retrain_metrics, specs)
+                    if gap is not None:
+                        row.metrics["avg_gap"] = gap
+                result.rows.append(row)
+            for name in cell.auditors:
+                auditor = registry.auditors.get(name)()
+                try:
+                    for fname, blob in auditor.figures(models, actx).items():
+                        result.artifacts[f"r{r}/{fname}" if r else fname] = blob
+                except Exception as e:
+                    log.exception("figures of auditor %s failed", name)
+                    result.events.append(f"figures of {name} failed: {_short_error(e)}")
+        result.events.extend(self.events)
+        return result
+
+    def row_hash(self, spec: MethodSpec, r: int) -> str:
+        return self.cell.method_hash(spec) + (f"-r{r}" if r else "")
+
+    def run_method(
+        self, spec: MethodSpec, h: str, r: int, start_from: Encoder | None, current: dict[str, Encoder],
+        request: dict[str, DataView], scratch, views: dict[str, DataView], actx: AuditContext,
+        models: dict[str, ModelFeatures],
+    ) -> MethodResult:
+        """Unlearn request ``r`` starting from ``start_from`` (the original, or this method's
+        output after the previous request) and audit the result."""
+        cls = registry.methods.get(spec.name)
+        method = cls(**spec.kwargs)
+        params = method.hparams()
+        reason = cls.unsupported_reason(self.encoder_cls)
+        if reason:
+            log.warning("skipping %s on %s: %s", spec.name, self.cell.label, reason)
+            return MethodResult(spec.name, "skipped", h, params, reason=reason, request=r)
+        if start_from is None:  # the previous request of this method failed
+            return MethodResult(spec.name, "failed", h, params, request=r,
+                                reason="no model from the previous request")
+        enc = copy.deepcopy(start_from)
+        labels_visible = "labels" in cls.needs or "labels" in self.encoder_cls.capabilities
+        data = {k: (v if labels_visible else dataclasses.replace(v, y=torch.full_like(v.y, -1)))
+                for k, v in request.items()}
+        teacher = None
+        if "original" in cls.needs:  # the model before this request, frozen
+            teacher = copy.deepcopy(start_from).eval().requires_grad_(False)
+        ctx = UnlearnContext(
+            enc, needs=cls.needs, data=data, original=teacher,
+            device=self.device, precision=self.cell.precision, seed=self.cell.seed + 1 + r,
+            budget=self.cell.train, time_limit_s=self.cell.time_limit_s,
+            num_classes=self.data.num_classes, train_from_scratch=scratch, desc=spec.name,
+        )
+        torch.manual_seed(self.cell.seed + 1 + r)
+        enc.train()
+        try:
+            with PeakMemory(self.device) as mem:
+                t0 = time.perf_counter()
+                method.unlearn(ctx)
+                wall = time.perf_counter() - t0
+            bad = [n for n, p in enc.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+            if bad:
+                raise FloatingPointError(f"non-finite weights after unlearning ({bad[0]}, ...)")
+        except Exception as e:
+            log.warning("method %s failed on %s: %s", spec.name, self.cell.label, _short_error(e))
+            current.pop(spec.name, None)
+            return MethodResult(spec.name, "failed", h, params, reason=_short_error(e), request=r,
+                                info=dict(ctx.info))
+        enc.eval()
+        current[spec.name] = enc
+        mf = self.features(enc, spec.name, views, r)
+        models[spec.name] = mf
+        metrics, problems = self.audit(mf, actx)
+        rte = wall - ctx.excluded_seconds + ctx.charged_seconds
+        metrics.update({"rte_s": rte, "peak_mem_mb": mem.peak_mb})
+        info = dict(ctx.info)
+        if ctx.out_of_time:
+            info["stopped"] = "time budget"
+        nonfinite = [k for k, v in metrics.items() if not math.isfinite(v)]
+        reason = "; ".join(problems + ([f"non-finite metrics {nonfinite}"] if nonfinite else []))
+        return MethodResult(spec.name, "finished", h, params, metrics, reason=reason, request=r, info=info)
+
+
+def run_cell(cell: Cell, cache_root: Path, done: frozenset[str] = frozenset()) -> CellResult:
+    """Run every method of ``cell`` not in ``done`` (config hashes); never raises."""
+    try:
+        return CellRunner(cell, cache_root).run(done)
+    except Exception as e:
+        log.exception("cell %s failed", cell.label)
+        return CellResult(cell, error=_short_error(e))

@@ -1,0 +1,32 @@
+"""Cell-level summary metrics: run time, memory, and Avg Gap to retrain (SPECS section 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bench.audit import MetricSpec
+
+SUMMARY_METRICS = (
+    MetricSpec("rte_s", "unlearning wall time in seconds (RTE)", higher_is_better=False),
+    MetricSpec("rte_frac", "RTE as a fraction of retrain's training time", higher_is_better=False),
+    MetricSpec("peak_mem_mb", "peak memory during unlearning (GPU allocator, or process RSS on CPU)",
+               higher_is_better=False),
+    MetricSpec(
+        "avg_gap",
+        "mean |m - m_retrain| over RA, TA, UA, EMIA, CMIA and cMIA-AUC x 100 (those the cell has)",
+        higher_is_better=False,
+        source="SalUn (Fan et al. 2024) with the encoder auditors added",
+    ),
+)
+
+
+def avg_gap(
+    metrics: Mapping[str, float], retrain: Mapping[str, float], specs: Mapping[str, MetricSpec]
+) -> float | None:
+    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap``."""
+    gaps = [
+        abs(metrics[k] - retrain[k]) * spec.scale
+        for k, spec in specs.items()
+        if spec.avg_gap and k in metrics and k in retrain
+    ]
+    return sum(gaps) / len(gaps) if gaps else None
