@@ -19,7 +19,7 @@ from bench.config import TrainBudget
 from bench.data import Batch, DataView
 from bench.device import autocast
 from bench.encoders.base import Encoder
-from bench.training import iterate_batches, make_optimizer, optimizer_step
+from bench.training import iterate_batches, make_optimizer, optimizer_step, steps_per_epoch
 
 
 class UndeclaredNeedError(AttributeError):
@@ -99,7 +99,7 @@ class UnlearnContext:
     ) -> Iterator[Batch]:
         """Batches of ``view`` with a progress bar; stops early when the time budget is spent."""
         bs = batch_size or self.budget.batch_size
-        total = epochs * max(1, -(-len(view) // bs))
+        total = self.num_batches(view, epochs, bs)
         bar = tqdm(total=total, desc=f"{self.desc} {view.name}", leave=False, dynamic_ncols=True)
         try:
             for batch in iterate_batches(view, bs, epochs, self.generator, shuffle):
@@ -111,6 +111,11 @@ class UnlearnContext:
                 bar.update(1)
         finally:
             bar.close()
+
+    def num_batches(self, view: DataView, epochs: int = 1, batch_size: int | None = None) -> int:
+        """How many batches ``batches(view, epochs, batch_size)`` yields if time does not run out
+        (for schedules that must know the step count in advance)."""
+        return epochs * steps_per_epoch(len(view), batch_size or self.budget.batch_size)
 
     def cycle(self, view: DataView, batch_size: int | None = None) -> Iterator[Batch]:
         """An endless stream of shuffled batches (e.g. retain batches paired with forget ones)."""

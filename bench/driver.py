@@ -20,6 +20,7 @@ from bench.config import ConfigError, Matrix, load_matrix, shipped_matrices, val
 from bench.data import default_data_root
 from bench.executors import get_executor
 from bench.leaderboard import GROUP, build_markdown, write_leaderboard
+from bench.runner import pending
 from bench.tracking import Tracker
 
 log = logging.getLogger("bench")
@@ -92,7 +93,6 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     if opts.dry_run:
         print(describe_cells(matrix, opts.root))
         return RunSummary()
-    cells = matrix.cells(str(opts.root))
     executor = get_executor(opts.executor, **opts.executor_options)
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
     exp_id = tracker.experiment_id(matrix.name)
@@ -100,9 +100,12 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     if stale:
         log.info("discarded %d half-written run(s) of an interrupted invocation", stale)
     done = frozenset() if opts.fresh else frozenset(tracker.finished_hashes(exp_id))
+    all_cells = matrix.cells(str(opts.root))
+    cells = [c for c in all_cells if pending(c, done)]
     parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv)})
     summary = RunSummary(resumed=len(done))
-    log.info("matrix %s: %d cells; %d finished results found (resume)", matrix.name, len(cells), len(done))
+    log.info("matrix %s: %d cells, %d with work left; %d finished results found (resume)",
+             matrix.name, len(all_cells), len(cells), len(done))
     try:
         for i, result in enumerate(executor.map(cells, opts.cache, done), 1):
             tracker.log_cell(exp_id, parent, result)

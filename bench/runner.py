@@ -30,6 +30,7 @@ from bench.data import DataView, ImageData, load_dataset
 from bench.device import PeakMemory, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
 from bench.features import ModelFeatures, extract, state_hash
+from bench.flags import cell_flags
 from bench.splits import Split, make_split, parse_scenario
 from bench.summary import avg_gap
 from bench.training import train_encoder
@@ -192,10 +193,10 @@ class CellRunner:
             retrain_metrics, _ = self.audit(actx.retrain, actx)
             models = {"original": actx.original, "retrain": actx.retrain}
             h = self.row_hash(MethodSpec(self.ORIGINAL), r)
+            orig_metrics, problems = self.audit(actx.original, actx)  # flags need it even on resume
             if h not in done:
-                m, problems = self.audit(actx.original, actx)
                 result.rows.append(
-                    MethodResult(self.ORIGINAL, "reference", h, metrics=m, request=r,
+                    MethodResult(self.ORIGINAL, "reference", h, metrics=orig_metrics, request=r,
                                  info={"train_seconds": orig_secs}, reason="; ".join(problems))
                 )
             request = {
@@ -222,6 +223,7 @@ class CellRunner:
                     if gap is not None:
                         row.metrics["avg_gap"] = gap
                 result.rows.append(row)
+            self.flag(result.rows, r, orig_metrics, retrain_metrics, views)
             for name in cell.auditors:
                 auditor = registry.auditors.get(name)()
                 try:
@@ -233,8 +235,19 @@ class CellRunner:
         result.events.extend(self.events)
         return result
 
+    def flag(self, rows: list[MethodResult], r: int, orig: dict[str, float],
+             retrain: dict[str, float], views: dict[str, DataView]) -> None:
+        """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/flags.py)."""
+        mine = [row for row in rows if row.request == r]
+        flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished"},
+                           orig, retrain, {k: len(v) for k, v in views.items()},
+                           class_forgetting=self.scenario.kind == "class")
+        for row in mine:
+            row.info["cell_flags"] = flags.cell
+            row.info["flags"] = flags.methods.get(row.method, [])
+
     def row_hash(self, spec: MethodSpec, r: int) -> str:
-        return self.cell.method_hash(spec) + (f"-r{r}" if r else "")
+        return self.cell.method_hash(spec) + (f"-r{r}" if r else "")  # as in row_hashes()
 
     def run_method(
         self, spec: MethodSpec, h: str, r: int, start_from: Encoder | None, current: dict[str, Encoder],
@@ -294,6 +307,18 @@ class CellRunner:
         nonfinite = [k for k, v in metrics.items() if not math.isfinite(v)]
         reason = "; ".join(problems + ([f"non-finite metrics {nonfinite}"] if nonfinite else []))
         return MethodResult(spec.name, "finished", h, params, metrics, reason=reason, request=r, info=info)
+
+
+def row_hashes(cell: Cell) -> list[str]:
+    """Config hashes of every row the cell produces (original and each method, per request)."""
+    k = parse_scenario(cell.scenario).k
+    specs = [MethodSpec(CellRunner.ORIGINAL), *cell.methods]
+    return [cell.method_hash(s) + (f"-r{r}" if r else "") for r in range(k) for s in specs]
+
+
+def pending(cell: Cell, done: frozenset[str]) -> bool:
+    """Whether any row of the cell is still to be computed (resume skips the cell otherwise)."""
+    return not set(row_hashes(cell)) <= done
 
 
 def run_cell(cell: Cell, cache_root: Path, done: frozenset[str] = frozenset()) -> CellResult:

@@ -83,7 +83,7 @@ class Tracker:
         return {
             r.data.tags["bench.config_hash"]
             for r in self._rows(exp_id)
-            if r.info.status == "FINISHED" and "bench.status" in r.data.tags
+            if r.info.status == "FINISHED" and r.data.tags.get("bench.status", "failed") != "failed"
         }
 
     def discard_unfinished(self, exp_id: str) -> int:
@@ -93,13 +93,14 @@ class Tracker:
             self.client.delete_run(r.info.run_id)
         return len(stale)
 
-    def _rows(self, exp_id: str) -> list[Any]:
+    def _rows(self, exp_id: str, where: str = "") -> list[Any]:
         from mlflow.entities import ViewType
 
+        query = f"tags.`bench.kind` = '{ROW_KIND}'" + (f" and {where}" if where else "")
         out, token = [], None
         while True:
             page = self.client.search_runs(
-                [exp_id], filter_string=f"tags.`bench.kind` = '{ROW_KIND}'",
+                [exp_id], filter_string=query,
                 run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token,
             )
             out.extend(page)
@@ -133,9 +134,13 @@ class Tracker:
             "bench.config_hash": row.config_hash,
             "bench.reason": row.reason[:4000],
             "bench.info": str(row.info)[:4000],
+            "bench.flags": "\n".join(row.info.get("flags", []))[:4000],  # bench/flags.py
+            "bench.cell_flags": "\n".join(row.info.get("cell_flags", []))[:4000],
         }
         if figures:
             tags["bench.figures_run"] = parent_id
+        for old in self._rows(exp_id, f"tags.`bench.config_hash` = '{row.config_hash}'"):
+            self.client.delete_run(old.info.run_id)  # a failure being retried, or a --fresh rerun
         run = self.client.create_run(exp_id, tags=tags, run_name=f"{row.method} | {cell.label}")
         rid = run.info.run_id
         params = {**cell_params(cell), "method": row.method, "request": row.request,
@@ -164,7 +169,9 @@ class Tracker:
             rec.update({f"m.{k}": v for k, v in r.data.metrics.items()})
             rec.update({"status": r.data.tags["bench.status"], "reason": r.data.tags.get("bench.reason", ""),
                         "run_id": r.info.run_id, "figures_run": r.data.tags.get("bench.figures_run", ""),
-                        "cell_slug": r.data.tags.get("bench.cell_slug", ""), "start_time": r.info.start_time})
+                        "cell_slug": r.data.tags.get("bench.cell_slug", ""), "start_time": r.info.start_time,
+                        "flags": r.data.tags.get("bench.flags", ""),
+                        "cell_flags": r.data.tags.get("bench.cell_flags", "")})
             records.append(rec)
         df = pd.DataFrame.from_records(records)
         if len(df):

@@ -1,0 +1,45 @@
+"""Shared fixtures: one MLflow store per session (fresh sqlite migrations cost ~2 s) and tiny matrices."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+torch.set_num_threads(2)
+
+TINY: dict[str, Any] = {
+    "datasets": ["digits"],
+    "encoders": [{"name": "simclr", "backbone": "convnet-s"}],
+    "scenarios": ["random:0.1"],
+    "seeds": [0],
+    "methods": ["retrain", {"finetune": {"epochs": 1}}, {"gradient_ascent": {"epochs": 1}}],
+    "auditors": ["linear_probe"],
+    "train": {"epochs": 1, "batch_size": 128, "lr": 0.002},
+    "data": {"n_val": 100},
+    "audit": {"views": 4, "max_members": 300, "references": 1},
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results folder (MLflow store + model cache) for the whole session; matrices differ by name."""
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture
+def write_matrix(tmp_path: Path):
+    """Write a tiny digits matrix YAML named ``name`` with overrides; returns its path."""
+
+    def write(name: str, **overrides: Any) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**TINY, "name": name, **overrides}))
+        return path
+
+    return write

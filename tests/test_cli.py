@@ -1,0 +1,141 @@
+"""End to end on digits through the CLI's main(): run, resume, cache, report, failures, exit codes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench import Method, UnlearnContext, register_method
+from bench.cli import main
+from bench.tracking import Tracker
+
+
+@register_method("_test_explodes", needs=("forget",))
+@dataclass
+class Explodes(Method):
+    """Test-only: diverges, so the runner must record a failure and go on."""
+
+    def unlearn(self, ctx: UnlearnContext) -> None:
+        opt = ctx.optimizer("sgd", lr=0.1)
+        for batch in ctx.batches(ctx.forget):
+            ctx.step(opt, ctx.objective(batch).mean() * float("nan"))
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_logged(argv: list[str]) -> tuple[int, list[str]]:
+    h = Records()
+    logging.getLogger("bench").addHandler(h)
+    try:
+        return main(argv), h.lines
+    finally:
+        logging.getLogger("bench").removeHandler(h)
+
+
+@pytest.fixture(scope="module")
+def e2e(results_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    import yaml
+
+    from tests.conftest import TINY
+
+    path = tmp_path_factory.mktemp("m") / "e2e.yaml"
+    methods = [*TINY["methods"], "_test_explodes"]
+    path.write_text(yaml.safe_dump({**TINY, "name": "e2e", "methods": methods}))
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results_dir)])
+    return path, results_dir, code, lines
+
+
+def test_run_writes_leaderboard_and_mlflow_rows(e2e):
+    path, results, code, lines = e2e
+    assert code == 1  # the exploding method failed; everything else finished
+    board = (results / "e2e" / "leaderboard.md").read_text()
+    header = next(line for line in board.splitlines() if line.startswith("| method"))
+    for col in ("RA ↑", "TA ↑", "FA ≈R", "UA ≈R", "avg_gap ↓"):
+        assert col in header
+    for m in ("| original |", "| retrain |", "| finetune |", "| gradient_ascent |"):
+        assert m in board
+    assert "| _test_explodes | 0 | failed: bench.training.NonFiniteLossError: loss became nan |" in board
+    df = Tracker(results).results_frame("e2e")
+    assert sorted(df.method) == sorted(["original", "retrain", "finetune", "gradient_ascent", "_test_explodes"])
+    ok = df[df.status == "finished"]
+    assert (ok["m.TA"] > 50).all()  # a trained encoder's probe is far above 10 % chance on digits
+    assert df.loc[df.method == "retrain", "m.avg_gap"].item() == 0.0
+    failed = df[df.method == "_test_explodes"].iloc[0]
+    assert failed.status == "failed" and "nan" in failed.reason.lower()
+
+
+def test_second_run_resumes_and_fresh_run_hits_the_cache(e2e):
+    path, results, _, first_lines = e2e
+    assert any(line.startswith("trained original") for line in first_lines)
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results)])
+    assert code == 1  # only the failed method reran (and failed again)
+    df = Tracker(results).results_frame("e2e")
+    assert df[df.status == "finished"].method.value_counts().max() == 1  # nothing logged twice
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results), "--fresh"])
+    assert any("cache hit: original" in line for line in lines)
+    assert any("cache hit: retrain" in line for line in lines)
+    assert not any(line.startswith("trained ") for line in lines)
+
+
+def test_report_rebuilds_leaderboard_from_mlflow(e2e):
+    _, results, _, _ = e2e
+    board = results / "e2e" / "leaderboard.md"
+    before = board.read_text()
+    board.unlink()
+    assert main(["report", "--matrix", "e2e", "--results-dir", str(results)]) == 0
+    assert board.read_text().splitlines()[0] == before.splitlines()[0]
+    assert "| retrain |" in board.read_text()
+
+
+def _exit2(argv: list[str], capsys, where: Path) -> str:
+    before = set(where.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert set(where.rglob("*")) == before  # nothing written
+    return err[0]
+
+
+def test_unknown_matrix_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    msg = _exit2(["validate", "--matrix", "nosuch"], capsys, tmp_path)
+    assert "unknown matrix 'nosuch'" in msg
+    msg = _exit2(["run", "--matrix", "smok"], capsys, tmp_path)
+    assert "did you mean 'smoke'" in msg
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"methods": ["retrain", "fintune"]}, "did you mean 'finetune'"),
+        ({"scenarios": ["random:1.2"]}, "bad forget scenario"),
+        ({"datasets": ["cifar10"]}, "CIFAR-10 not found"),
+        ({"methods": ["retrain", {"finetune": {"lrr": 1}}]}, "unknown key 'lrr'"),
+        ({"auditors": ["linear_prob"]}, "did you mean 'linear_probe'"),
+    ],
+)
+def test_bad_matrix_exits_2_with_one_line(override, expected, write_matrix, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "nodata"))
+    path = write_matrix("bad", **override)
+    msg = _exit2(["run", "--matrix", str(path), "--results-dir", str(tmp_path / "res")], capsys, tmp_path)
+    assert expected in msg
+    assert not (tmp_path / "res").exists()
+
+
+def test_ls_and_validate(capsys):
+    assert main(["ls", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "finetune" in out and "needs=['retain']" in out
+    assert main(["validate", "--matrix", "smoke"]) == 0
+    assert "is valid" in capsys.readouterr().out
