@@ -7,19 +7,23 @@ fixed seed gives the same views on CPU and CUDA, and no op needs a device sync t
 what to do (masks and kernel choices are known on the host).
 
 The pipelines follow torchvision's ``RandomResizedCrop -> RandomHorizontalFlip ->
-RandomApply(ColorJitter) -> RandomGrayscale -> GaussianBlur -> RandomSolarize`` with these
-documented deviations, all made to keep the batch vectorised:
+RandomApply(ColorJitter) -> RandomGrayscale -> GaussianBlur -> RandomSolarize`` (same
+parameter distributions and formulas) with two deviations, made to keep the batch vectorised:
 
-- the crop is continuous (sub-pixel box, bilinear ``grid_sample`` without antialiasing),
-  not an integer box resized with antialias; store images near the training size;
+- the crop box is continuous (sub-pixel) and resampled by one bilinear ``grid_sample``
+  without antialiasing, not an integer box resized with antialias: keep stored images near
+  the training size (downscaling a large crop would alias);
 - colour jitter applies brightness, contrast, saturation, hue in that fixed order
-  (torchvision draws a random order per call);
-- hue is a rotation of the chroma plane in YIQ space, a close linear approximation of
-  torchvision's HSV hue shift (exact on the grey axis, same direction, same range).
+  (torchvision draws a random order per call).
+
+Hue is torchvision's exact HSV hue shift (per sample); a YIQ chroma rotation (one 3x3
+matrix per sample) is a little cheaper but can miss the HSV hue angle by ~40 % (seen on an
+orange at h = 0.1) and changes HSV saturation, so it is not used.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,13 +31,10 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-# ITU-R 601 luma, as torchvision's rgb_to_grayscale.
-_LUMA = (0.299, 0.587, 0.114)
-_RGB2YIQ = (
-    (0.299, 0.587, 0.114),
-    (0.595716, -0.274453, -0.321263),
-    (0.211456, -0.522591, 0.311135),
-)
+# ITU-R 601 luma, with torchvision's rgb_to_grayscale rounding.
+_LUMA = (0.2989, 0.587, 0.114)
+# HSV -> RGB hexcone ramps per channel: clamp(sign * |h - centre| + offset, 0, 1).
+_RAMP = torch.tensor([[3.0, 2.0, 4.0], [1.0, -1.0, -1.0], [-1.0, 2.0, 2.0]]).view(3, 1, 3, 1, 1)
 _CROP_TRIES = 10  # torchvision's RandomResizedCrop rejection-sampling budget
 
 # Columns of the per-sample uniform draws (after the 2 * _CROP_TRIES crop columns).
@@ -47,6 +48,8 @@ class AugmentConfig:
 
     ``jitter`` is (brightness, contrast, saturation, hue) as in ``ColorJitter``: factors
     are drawn from ``[max(0, 1 - v), 1 + v]`` and the hue shift from ``[-h, h]``.
+    ``crop_scale=(1, 1)`` with ``crop_ratio=(1, 1)`` means no crop: the whole image,
+    resized to ``size`` (torchvision would centre-crop a non-square image to a square).
     """
 
     size: int
@@ -70,6 +73,10 @@ class AugmentConfig:
             raise ValueError(f"hue jitter must be in [0, 0.5], got {self.jitter[3]}")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"bad blur_sigma {self.blur_sigma}")
+
+    @property
+    def crops(self) -> bool:
+        return not (self.crop_scale == (1.0, 1.0) and self.crop_ratio == (1.0, 1.0))
 
     @property
     def blur_kernel(self) -> int:
@@ -151,17 +158,14 @@ class BatchAugment(torch.nn.Module):
     solarize), and are skipped when no sample needs them.
     """
 
-    mean: torch.Tensor
-    std: torch.Tensor
-
     def __init__(self, cfg: AugmentConfig, mean: list[float], std: list[float]) -> None:
         super().__init__()
         if len(mean) != len(std):
             raise ValueError("mean and std need one entry per channel")
         self.cfg = cfg
-        m, s = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-        self.register_buffer("mean", m.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", s.view(1, -1, 1, 1), persistent=False)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def extra_repr(self) -> str:
         return repr(self.cfg)
@@ -181,10 +185,9 @@ class BatchAugment(torch.nn.Module):
         crop, p = u[:, : 2 * _CROP_TRIES], u[:, 2 * _CROP_TRIES :]
         flip = p[:, _FLIP] < cfg.flip_p
         jit = (p[:, _JIT] < cfg.jitter_p) & any(v > 0 for v in cfg.jitter)
-        crop_is_identity = cfg.crop_scale == (1.0, 1.0) and cfg.crop_ratio == (1.0, 1.0)
 
         host: dict[str, torch.Tensor] = {}
-        if not (crop_is_identity and h == w and not flip.any()):
+        if cfg.crops or flip.any():  # else the same (exact) resize as prepare()
             host["gx"], host["gy"] = self._crop_grid(crop, p[:, _CX], p[:, _CY], flip, h, w)
         if jit.any():
             host.update(self._jitter_params(p, jit, c))
@@ -202,7 +205,8 @@ class BatchAugment(torch.nn.Module):
         if jit.any():
             x = self._jitter(x, par)
         if c == 3:
-            x = _on_rows(x, p[:, _GRAY] < cfg.gray_p, lambda v: _luma(v).expand_as(v))
+            luma = _const("luma", dev)
+            x = _on_rows(x, p[:, _GRAY] < cfg.gray_p, lambda v: _luma(v, luma).expand_as(v))
         if cfg.blur_p > 0:
             sigma = cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0]) * p[:, _SIGMA]
             blur = p[:, _BLUR] < cfg.blur_p
@@ -227,10 +231,14 @@ class BatchAugment(torch.nn.Module):
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         """(x - mean) / std in place, then channels_last (cheaper than writing into a
         channels_last output directly)."""
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
-        if mean.shape[1] != x.shape[1]:
-            raise ValueError(f"{mean.shape[1]}-channel mean/std for {x.shape[1]}-channel images")
-        return x.sub_(mean).mul_(1 / std).contiguous(memory_format=torch.channels_last)
+        if self.mean.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"{self.mean.shape[1]}-channel mean/std for {x.shape[1]}-channel input"
+            )
+        if x.device not in self._stats:  # copied once per device
+            self._stats[x.device] = (self.mean.to(x.device), (1 / self.std).to(x.device))
+        mean, inv_std = self._stats[x.device]
+        return x.sub_(mean).mul_(inv_std).contiguous(memory_format=torch.channels_last)
 
     def _crop_grid(
         self,
@@ -263,6 +271,8 @@ class BatchAugment(torch.nn.Module):
         img_ratio, (r0, r1) = w / h, cfg.crop_ratio
         fb = (1.0, img_ratio / r0) if img_ratio < r0 else (r1 / img_ratio, 1.0)
         fb = fb if not r0 <= img_ratio <= r1 else (1.0, 1.0)
+        if not cfg.crops:  # whole image (only reached when some sample flips)
+            found, fb = torch.zeros_like(found), (1.0, 1.0)
         sw = torch.where(found, fw.gather(1, pick)[:, 0], fb[0]).clamp(max=1.0)
         sh = torch.where(found, fh.gather(1, pick)[:, 0], fb[1]).clamp(max=1.0)
         cx = torch.where(found, (2 * ucx - 1) * (1 - sw), 0.0)
@@ -274,7 +284,8 @@ class BatchAugment(torch.nn.Module):
         return gx, gy
 
     def _jitter_params(self, p: torch.Tensor, on: torch.Tensor, c: int) -> dict[str, torch.Tensor]:
-        """ColorJitter factors; samples not in ``on`` get identity ones (an exact no-op)."""
+        """ColorJitter factors; samples not in ``on`` get identity ones (a no-op: exact for
+        brightness, contrast, saturation; up to float rounding for hue)."""
         bri, con, sat, hue = self.cfg.jitter
 
         def factor(col: int, v: float) -> torch.Tensor:
@@ -293,14 +304,8 @@ class BatchAugment(torch.nn.Module):
         if sat > 0:  # blend with the pixel's luma as a matrix: s * I + (1 - s) * 1 luma^T
             f = factor(_SAT, sat)[:, None, None]
             out["sat"] = f * eye + (1 - f) * luma.expand(3, 3)
-        if hue > 0:  # rotate the (I, Q) chroma plane of YIQ by 2 pi h, h ~ U(-hue, hue)
-            ang = torch.where(on, (2 * p[:, _HUE] - 1) * hue, 0.0) * (2 * math.pi)
-            rot = torch.zeros(len(ang), 3, 3, dtype=torch.float64)
-            rot[:, 0, 0] = 1
-            rot[:, 1, 1], rot[:, 1, 2] = torch.cos(ang), -torch.sin(ang)
-            rot[:, 2, 1], rot[:, 2, 2] = torch.sin(ang), torch.cos(ang)
-            yiq = torch.tensor(_RGB2YIQ, dtype=torch.float64)
-            out["hue"] = torch.where(on[:, None, None], torch.linalg.inv(yiq) @ rot @ yiq, eye)
+        if hue > 0:  # shift in turns of the hue circle, ~ U(-hue, hue)
+            out["hue"] = torch.where(on, (2 * p[:, _HUE] - 1) * hue, 0.0)
         return out
 
     @staticmethod
@@ -313,11 +318,12 @@ class BatchAugment(torch.nn.Module):
         if "con" in par:
             f = par["con"].view(n, 1, 1, 1)
             chan = x.mean((2, 3))
-            m = chan @ x.new_tensor(_LUMA) if c == 3 else chan[:, 0]
+            m = chan @ _const("luma", x.device) if c == 3 else chan[:, 0]
             x = x.mul_(f).add_(m.view(n, 1, 1, 1) * (1 - f)).clamp_(0, 1)  # addcmul is slower
-        for key in ("sat", "hue"):
-            if key in par:
-                x = torch.bmm(par[key], x.flatten(2)).view_as(x).clamp_(0, 1)
+        if "sat" in par:
+            x = torch.bmm(par["sat"], x.flatten(2)).view_as(x).clamp_(0, 1)
+        if "hue" in par:
+            x = _hue_shift(x, par["hue"].view(n, 1, 1, 1))
         return x
 
 
@@ -333,7 +339,7 @@ def _to_device(host: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     if not host:
         return {}
     n = next(iter(host.values())).shape[0]
-    flat = torch.cat([v.reshape(n, -1) for v in host.values()], 1).float().to(device)
+    flat = _h2d(torch.cat([v.reshape(n, -1) for v in host.values()], 1).float(), device)
     out, i = {}, 0
     for k, v in host.items():
         width = v[0].numel()
@@ -350,13 +356,52 @@ def _on_rows(
         return x
     if rows.all():
         return fn(x).contiguous()
-    idx = rows.nonzero()[:, 0].to(x.device)
+    idx = _h2d(rows.nonzero()[:, 0], x.device)
     return x.index_copy_(0, idx, fn(x.index_select(0, idx)))
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, H, W]`` RGB -> ``[B, 1, H, W]`` luma (torchvision's grayscale weights)."""
-    return torch.matmul(x.new_tensor(_LUMA), x.flatten(2)).view(x.shape[0], 1, *x.shape[2:])
+def _h2d(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device. To CUDA via pinned memory and ``non_blocking``: a copy from pageable
+    memory would make the host wait for all GPU work already queued (a hidden sync)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+@functools.cache
+def _const(name: str, device: torch.device) -> torch.Tensor:
+    """Constant tables, copied to each device once."""
+    return {"luma": torch.tensor(_LUMA), "ramp": _RAMP}[name].to(device)
+
+
+def _luma(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` RGB -> ``[B, 1, H, W]`` luma (``weights`` = _LUMA on x's device)."""
+    return torch.matmul(weights, x.flatten(2)).view(x.shape[0], 1, *x.shape[2:])
+
+
+def _hue_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``adjust_hue`` with a per-sample shift (``[B, 1, 1, 1]``, in turns).
+
+    A hue shift keeps HSV value (max) and chroma (max - min): find the hue ``h`` in sextants
+    [0, 6), shift it, and rebuild each channel as ``min + chroma * ramp(h)`` (the hexcone
+    ramps ``|h - 3| - 1``, ``2 - |h - 2|``, ``2 - |h - 4|`` clamped to [0, 1]). Float
+    arithmetic only: on CPU, ``torch.where``, comparisons and ``max(dim)`` with indices are
+    several times slower than a float op, so the "which channel is the max" branches of the
+    hue formula are 0/1 float masks from ``1 - sign(max - channel)`` (torchvision's tie
+    order: r, then g, then b).
+    """
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    maxc, minc = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
+    chroma = maxc - minc
+    r_max = (maxc - r).sign_().neg_().add_(1)
+    g_max = (maxc - g).sign_().neg_().add_(1).mul_(1 - r_max)
+    h_b = (r - g).add_(chroma, alpha=4)  # hue * chroma where b is the max; r: g - b; g: b - r + 2c
+    h = (g - b).sub_(h_b).mul_(r_max)
+    h = h.add_((b - r).add_(chroma, alpha=2).sub_(h_b).mul_(g_max)).add_(h_b)
+    h = h.div_(chroma.clamp_min(1e-12)).add_(6 * shift)
+    h = h.sub_(torch.floor(h / 6).mul_(6))  # [0, 6)
+    centre, sign, offset = _const("ramp", x.device)
+    return (h - centre).abs_().mul_(sign).add_(offset).clamp_(0, 1).mul_(chroma).add_(minc)
 
 
 def _gauss_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor:
@@ -368,7 +413,7 @@ def _gauss_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor:
     n, c, h, w = x.shape
     t = torch.arange(k, dtype=torch.float64) - k // 2
     ker = torch.exp(-(t**2) / (2 * sigma[:, None] ** 2))
-    ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0).float().to(x.device)
+    ker = _h2d((ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0).float(), x.device)
     g = n * c
     y = F.pad(x.reshape(1, g, h, w), (k // 2,) * 4, mode="reflect")
     y = F.conv2d(y, ker.view(g, 1, 1, k), groups=g)

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,29 @@ log = logging.getLogger("bench.cache")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` so that readers see the old file or the whole new one, never a part.
+
+    The temp name is unique across hosts (a shared cache on NFS sees several machines
+    whose pids collide); the directory is synced so the rename survives a crash."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # directories cannot be opened everywhere (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ModelCache:
@@ -41,25 +59,31 @@ class ModelCache:
     def paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.pt", self.root / f"{key}.json"
 
-    def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """The checkpoint and its metadata, or None when absent or corrupt (corrupt files are removed)."""
+    def read(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | str | None:
+        """The checkpoint and its metadata; None when absent; a string saying what is wrong
+        when present but unusable (truncated, corrupt, or its checksum record missing)."""
         ckpt, meta_path = self.paths(key)
-        if not ckpt.exists() or not meta_path.exists():
+        if not ckpt.exists():
             return None
+        if not meta_path.exists():  # the writer died between the checkpoint and its record
+            return "no checksum record beside it"
         try:
             meta = json.loads(meta_path.read_text())
             blob = ckpt.read_bytes()
             if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-                raise ValueError("checksum mismatch")
+                return f"checksum mismatch ({len(blob)} bytes)"
             state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, corrupt, half-written by a killed process
-            log.warning("cache: checkpoint %s is corrupt (%s); rebuilding it", ckpt.name, e)
-            ckpt.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            return None
+        except Exception as e:
+            return f"unreadable: {type(e).__name__}: {e}"
         return state, meta
 
+    def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The checkpoint and its metadata, or None when absent or unusable (read-only)."""
+        hit = self.read(key)
+        return hit if isinstance(hit, tuple) else None
+
     def save(self, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Checkpoint first, then the json holding its sha256: the json is the commit record."""
         ckpt, meta_path = self.paths(key)
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
@@ -71,14 +95,21 @@ class ModelCache:
     def get_or_build(
         self, key: str, build: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], bool]:
-        """(state, meta, hit). ``build`` runs at most once per key across processes."""
+        """(state, meta, hit). ``build`` runs at most once per key across processes.
+
+        Unusable files are judged and replaced only under the key's lock: a reader
+        outside it may see a checkpoint another worker is replacing right now."""
         hit = self.load(key)
         if hit is not None:
             return hit[0], hit[1], True
         with FileLock(str(self.root / f".{key}.lock")):
-            hit = self.load(key)  # another worker may have built it while we waited
-            if hit is not None:
-                return hit[0], hit[1], True
+            found = self.read(key)  # another worker may have built it while we waited
+            if isinstance(found, tuple):
+                return found[0], found[1], True
+            if isinstance(found, str):
+                log.warning("cache: checkpoint %s is corrupt (%s); rebuilding it", key, found)
+            for debris in self.root.glob(f".{key}.*.tmp"):  # from writers killed mid-write
+                debris.unlink(missing_ok=True)
             state, meta = build()
             self.save(key, state, meta)
         return state, meta, False

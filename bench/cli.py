@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
     run.add_argument("--fresh", action="store_true", help="ignore finished results (no resume)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and the estimate; run nothing")
+    run.add_argument("--download", action="store_true",
+                     help="download missing data sets with torchvision (needs internet)")
 
     ls = sub.add_parser("ls", help="list registered components or shipped matrices")
     ls.add_argument("kind", choices=["methods", "encoders", "backbones", "datasets", "auditors", "matrices"])
@@ -48,9 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--matrix", required=True)
     val.add_argument("--data-root", type=Path, default=None)
     val.add_argument("--dry-run", action="store_true", help="report missing data as a warning")
+    val.add_argument("--download", action="store_true",
+                     help="accept missing data sets that torchvision can download")
 
     rep = sub.add_parser("report", help="rebuild <results>/<matrix>/leaderboard.md from MLflow")
     rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
+    rep.add_argument("--benchmarks", type=Path, default=None,
+                     help="also write the leaderboard and its provenance into this file "
+                          "(BENCHMARKS.md) between <!-- leaderboard:<matrix>:start/end --> markers")
     _common(rep)
 
     data = sub.add_parser("data", help="data set utilities")
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 cache_dir=args.cache_dir, executor=args.executor,
                 executor_options=json.loads(args.executor_options), fresh=args.fresh,
                 dry_run=args.dry_run, device=args.device, precision=args.precision,
-                tracking_uri=args.tracking_uri,
+                tracking_uri=args.tracking_uri, download=args.download,
             )
             summary = driver.run_matrix(opts)
             if not args.dry_run:
@@ -95,14 +102,15 @@ def main(argv: list[str] | None = None) -> int:
             print(driver.list_components(args.kind))
             return 0
         if args.command == "validate":
-            opts = driver.RunOptions(matrix=args.matrix, data_root=args.data_root, dry_run=args.dry_run)
+            opts = driver.RunOptions(matrix=args.matrix, data_root=args.data_root, dry_run=args.dry_run,
+                                     download=args.download)
             matrix, warnings = driver.prepare(opts)
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
             print(f"matrix {matrix.name} is valid: {len(matrix.cells())} cells")
             return 0
         if args.command == "report":
-            print(driver.report(args.matrix, args.results_dir, args.tracking_uri))
+            print(driver.report(args.matrix, args.results_dir, args.tracking_uri, args.benchmarks))
             return 0
         if args.command == "data":
             print(f"unpacked into {driver.import_archive(args.archive, args.data_root)}")

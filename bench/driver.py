@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tarfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,11 @@ from pathlib import Path
 from bench import registry
 from bench.audit import metric_specs
 from bench.config import ConfigError, Matrix, load_matrix, shipped_matrices, validate
-from bench.data import default_data_root
-from bench.executors import get_executor
-from bench.leaderboard import GROUP, build_markdown, write_leaderboard
+from bench.data import default_data_root, load_dataset
+from bench.estimate import describe as describe_cost
+from bench.executors import failed_rows, get_executor
+from bench.leaderboard import GROUP, build_markdown, latest, write_leaderboard
+from bench.publish import provenance_tags, publish
 from bench.runner import pending
 from bench.tracking import Tracker
 
@@ -39,6 +42,7 @@ class RunOptions:
     device: str | None = None
     precision: str | None = None
     tracking_uri: str | None = None
+    download: bool = False  # let torchvision download missing data sets (needs internet)
 
     @property
     def root(self) -> Path:
@@ -70,7 +74,7 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
         matrix.device = opts.device
     if opts.precision:
         matrix.precision = opts.precision
-    warnings = validate(matrix, opts.root, check_data=not opts.dry_run)
+    warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download)
     return matrix, warnings
 
 
@@ -80,7 +84,9 @@ def describe_cells(matrix: Matrix, root: Path) -> str:
     lines = [f"matrix {matrix.name}: {len(cells)} cells x {len(matrix.methods)} methods "
              f"x {len(matrix.auditors)} auditors"]
     if est:
-        lines.append("estimate: " + ", ".join(f"{k}={v}" for k, v in est.items()))
+        lines.append("estimate: " + describe_cost(matrix))
+        if est.get("basis"):
+            lines.append(f"  basis: {est['basis']}")
     lines += [f"  {c.label}" for c in cells]
     return "\n".join(lines)
 
@@ -93,7 +99,10 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     if opts.dry_run:
         print(describe_cells(matrix, opts.root))
         return RunSummary()
-    executor = get_executor(opts.executor, **opts.executor_options)
+    if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
+        for ds in matrix.datasets:
+            load_dataset(ds, opts.root, download=True)
+    executor = get_executor(opts.executor, **{"resources": matrix.resources, **opts.executor_options})
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
     exp_id = tracker.experiment_id(matrix.name)
     stale = tracker.discard_unfinished(exp_id)
@@ -102,32 +111,45 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     done = frozenset() if opts.fresh else frozenset(tracker.finished_hashes(exp_id))
     all_cells = matrix.cells(str(opts.root))
     cells = [c for c in all_cells if pending(c, done)]
-    parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv)})
+    parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv),
+                                           **provenance_tags(matrix.device)})
+    trained = cache_hits = 0
     summary = RunSummary(resumed=len(done))
     log.info("matrix %s: %d cells, %d with work left; %d finished results found (resume)",
              matrix.name, len(all_cells), len(cells), len(done))
     try:
         for i, result in enumerate(executor.map(cells, opts.cache, done), 1):
+            if result.error and not result.rows:  # died before any row: each method records why
+                result.rows = failed_rows(result.cell, result.error, done)
             tracker.log_cell(exp_id, parent, result)
+            trained += sum(e.startswith("trained ") for e in result.events)
+            cache_hits += sum(e.startswith("cache hit") for e in result.events)
             if result.error:
                 summary.failed.append(f"{result.cell.label}: {result.error}")
             for row in result.rows:
                 if row.status == "failed":
-                    summary.failed.append(f"{result.cell.label} {row.method}: {row.reason}")
+                    if not result.error:  # else counted once, as the cell's failure
+                        summary.failed.append(f"{result.cell.label} {row.method}: {row.reason}")
                 elif row.status == "skipped":
                     summary.skipped += 1
                 else:
                     summary.finished += 1
-            log.info("[%d/%d] %s done", i, len(cells), result.cell.label)
-    finally:
+            log.info("[%d/%d] %s %s", i, len(cells), result.cell.label,
+                     f"FAILED: {result.error}" if result.error else "done")
+    finally:  # provenance for `report --benchmarks`: the invocation's wall time and cache use
+        tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
+                                    "bench.models_trained": trained, "bench.cache_hits": cache_hits})
         tracker.end_parent(parent, failed=bool(summary.failed))
     summary.leaderboard = report(matrix.name, opts.results_dir, opts.tracking_uri)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: str | None = None) -> Path:
-    """Rebuild ``<results>/<matrix>/leaderboard.md`` from MLflow alone."""
+def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: str | None = None,
+           benchmarks: Path | None = None) -> Path:
+    """Rebuild ``<results>/<matrix>/leaderboard.md`` from MLflow alone; with ``benchmarks``,
+    also write it, with each contributing invocation's provenance, between the matrix's
+    markers in that file (BENCHMARKS.md)."""
     tracker = Tracker(results_dir, tracking_uri)
     df = tracker.results_frame(matrix_name)
     path = Path(results_dir) / matrix_name / "leaderboard.md"
@@ -142,7 +164,13 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
             if figs:
                 links[key] = os.path.relpath(figs[0], path.parent)
     md = build_markdown(df, metric_specs(), matrix_name, links)
-    return write_leaderboard(md, path)
+    out = write_leaderboard(md, path)
+    if benchmarks is not None:
+        used = set(latest(df).parent_run) if len(df) and "parent_run" in df else set()
+        runs = [i for i in tracker.invocations(matrix_name) if i["run_id"] in used]
+        # no figure links: they point into the results folder, which the repository lacks
+        publish(Path(benchmarks), matrix_name, build_markdown(df, metric_specs(), matrix_name), runs)
+    return out
 
 
 def list_components(kind: str) -> str:
@@ -150,9 +178,10 @@ def list_components(kind: str) -> str:
         lines = []
         for name, path in sorted(shipped_matrices().items()):
             m = load_matrix(str(path))
-            cells = m.cells()
-            est = ", ".join(f"{k} {v}" for k, v in m.estimate.items())
-            lines.append(f"{name:10s} {len(cells):4d} cells  {est}  {m.description}")
+            lines.append(f"{name}: {len(m.cells())} cells")
+            lines += textwrap.wrap(m.description, 100, initial_indent="  ", subsequent_indent="  ")
+            lines += textwrap.wrap(f"cost: {describe_cost(m)}", 100, initial_indent="  ",
+                                   subsequent_indent="    ")
         return "\n".join(lines)
     reg = {"methods": registry.methods, "encoders": registry.encoders, "datasets": registry.datasets,
            "auditors": registry.auditors, "backbones": registry.backbones}.get(kind)

@@ -3,7 +3,8 @@
 One table per dataset x encoder x backbone x scenario (x request): methods as
 rows (original and retrain first, the rest ranked by Avg Gap), metrics as
 columns with their direction (↑, ↓, ≈R = ideal is retrain's value), mean ± std
-over seeds; then an overall table ranking methods by mean Avg Gap across cells.
+[95 % CI] over seeds with the best method per column in bold (bench/stats.py);
+then an overall table ranking methods by mean Avg Gap across cells.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.audit import MetricSpec
+from bench.stats import best_methods, fmt_stats, seed_stats
 
 GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]
 FIRST = ["original", "retrain"]
@@ -26,12 +28,6 @@ def mean_std(values: pd.Series) -> tuple[float, float, int]:
     if len(v) == 0:
         return math.nan, math.nan, 0
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def fmt(mean: float, std: float, n: int) -> str:
-    if n == 0 or math.isnan(mean):
-        return "–"
-    return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
 def _metric_columns(df: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
@@ -49,42 +45,105 @@ def method_order(sub: pd.DataFrame) -> list[str]:
     return [m for m in FIRST if m in set(sub.method)] + sorted(gaps, key=lambda m: (gaps[m], m))
 
 
+def latest(sub: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed, request): the most recent (a --fresh rerun supersedes)."""
+    if "start_time" not in sub:
+        return sub
+    return sub.sort_values("start_time").groupby(["method", "seed", "request"], sort=False).tail(1)
+
+
+def _reason(g: pd.DataFrame) -> str:
+    reasons = [str(r) for r in g.reason if isinstance(r, str) and r]
+    return (reasons[0] if reasons else "no reason recorded").replace("|", "/").replace("\n", " ")[:120]
+
+
+def _unranked_columns(sub: pd.DataFrame) -> set[str]:
+    """Columns that rank nothing in this table: privacy metrics of a cell without
+    membership signal (bench/flags.py)."""
+    if "cell_flags" not in sub or not sub.cell_flags.astype(str).str.contains(
+            "no membership signal").any():
+        return set()
+    from bench.flags import PRIVACY_METRICS
+
+    return set(PRIVACY_METRICS)
+
+
 def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
+    """Methods x metrics: mean ± std [95 % CI] over seeds, the best method per column in bold
+    (bench/stats.py), n/a with the reason for unsupported pairs, failures with theirs."""
+    sub = latest(sub)
     cols = _metric_columns(sub, specs)
     head = ["method", "seeds"] + [f"{c} {specs[c].arrow}".strip() for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    done_rows = sub[sub.status.isin(["finished", "reference"])]
+    stats = {
+        (m, c): seed_stats(pd.to_numeric(g[f"m.{c}"], errors="coerce"))
+        for m, g in done_rows.groupby("method") for c in cols
+    }
+    unranked = _unranked_columns(sub)
+    best: dict[str, set[str]] = {}
+    for c in cols:
+        means = {m: st.mean for (m, cc), st in stats.items() if cc == c}
+        ref = stats.get(("retrain", c))
+        best[c] = set() if c in unranked else best_methods(
+            means, specs[c], ref.mean if ref else None)
     for m in method_order(sub):
         g = sub[sub.method == m]
         done = g[g.status.isin(["finished", "reference"])]
-        cells: list[str] = []
         if len(done) == 0:
-            status = g.status.iloc[0]
-            reason = str(g.reason.iloc[0]).replace("|", "/")[:80]
-            label = "n/a" if status == "skipped" else status
-            cells = [f"{label}: {reason}"] + [""] * (len(cols) - 1) if cols else []
+            label = "n/a" if (g.status == "skipped").all() else "failed"
+            cells = [f"{label}: {_reason(g)}"] + [""] * (len(cols) - 1) if cols else []
             lines.append(f"| {m} | 0 | " + " | ".join(cells) + " |")
             continue
-        for c in cols:
-            cells.append(fmt(*mean_std(done[f"m.{c}"])) if f"m.{c}" in done else "–")
-        n_fail = int((g.status == "failed").sum())
-        seeds = f"{done.seed.nunique()}" + (f" ({n_fail} failed)" if n_fail else "")
+        cells = [fmt_stats(stats[(m, c)], bold=m in best[c]) for c in cols]
+        failed = g[g.status == "failed"]
+        seeds = f"{done.seed.nunique()}"
+        if len(failed):
+            seeds += f" ({len(failed)} failed: {_reason(failed)})"
         lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
+def flag_notes(sub: pd.DataFrame) -> list[str]:
+    """bench/flags.py findings of one table: the cell's (latest run per seed) and each method's."""
+    notes: dict[str, set[int]] = {}
+    for seed, g in latest(sub).groupby("seed"):
+        newest = g.sort_values("start_time").iloc[-1]
+        texts = [("cell", newest.get("cell_flags"))]
+        texts += [(r.method, r.get("flags")) for _, r in g.iterrows()]
+        for who, text in texts:
+            for f in (text.split("\n") if isinstance(text, str) else []):
+                if f:
+                    notes.setdefault(f"{who}: {f}", set()).add(int(seed))
+    multi = sub.seed.nunique() > 1
+    return [f"- ⚑ {n}" + (f" (seeds {', '.join(map(str, sorted(s)))})" if multi else "")
+            for n, s in notes.items()]
+
+
 def overall_table(df: pd.DataFrame) -> list[str]:
-    ok = df[(df.status == "finished") & df.get("m.avg_gap", pd.Series(dtype=float)).notna()]
-    if "m.avg_gap" not in df or ok.empty:
+    """Methods ranked by mean Avg Gap across cells. A cell's value is its mean over seeds
+    (and, for sequential scenarios, over requests), so every cell weighs the same."""
+    if "m.avg_gap" not in df:
         return []
-    per_cell = ok.groupby(["method", *GROUP])["m.avg_gap"].mean().reset_index()
+    ok = latest(df)
+    ok = ok[(ok.status == "finished") & ok["m.avg_gap"].notna() & ~ok.method.isin(FIRST)]
+    if ok.empty:
+        return []
+    cell = GROUP[:-1]
+    per_req = ok.groupby(["method", *GROUP])["m.avg_gap"].mean().reset_index()
+    per_cell = per_req.groupby(["method", *cell])["m.avg_gap"].mean().reset_index()
+    winners = per_cell.loc[per_cell.groupby(cell)["m.avg_gap"].idxmin(), "method"].value_counts()
     rows = []
     for m, g in per_cell.groupby("method"):
-        mean, std, n = mean_std(g["m.avg_gap"])
-        rows.append((mean, m, std, n))
+        st = seed_stats(g["m.avg_gap"])
+        rows.append((st.mean, m, st, int(winners.get(m, 0))))
     lines = ["## Overall: mean Avg Gap across cells (lower is better)", "",
-             "| rank | method | Avg Gap ↓ | cells |", "|---|---|---|---|"]
-    for i, (mean, m, std, n) in enumerate(sorted(rows), 1):
-        lines.append(f"| {i} | {m} | {fmt(mean, std, n)} | {n} |")
+             "A cell's Avg Gap is its mean over seeds (and requests); ± is the std across cells, "
+             "[ ] its 95 % t-interval; *best in* counts the cells where the method has the "
+             "lowest Avg Gap.", "",
+             "| rank | method | Avg Gap ↓ | cells | best in |", "|---|---|---|---|---|"]
+    for i, (_, m, st, wins) in enumerate(sorted(rows, key=lambda r: (r[0], r[1])), 1):
+        lines.append(f"| {i} | {m} | {fmt_stats(st, bold=i == 1)} | {st.n} | {wins} |")
     return lines + [""]
 
 
@@ -94,18 +153,26 @@ def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str
     if df.empty:
         return "\n".join(out + ["No finished results in MLflow yet.", ""])
     out += [
-        "Mean ± std over seeds. ↑ higher is better, ↓ lower is better, ≈R the ideal is retrain's "
-        "value (gap metrics). Rows after original and retrain are ranked by Avg Gap to retrain.",
+        "Each entry: mean ± std over seeds [95 % confidence interval, Student t with n-1 "
+        "degrees of freedom]; one seed shows the value alone. ↑ higher is better, ↓ lower is "
+        "better, ≈R the ideal is retrain's value (gap metrics). **Bold**: the best method in "
+        "the column by that direction (original and retrain are yardsticks, never bold). Rows "
+        "after original and retrain are ranked by Avg Gap to retrain. n/a: the method does not "
+        "apply to the encoder (reason given); failed: the reason of the failure. Sequential "
+        "scenarios get one table per deletion request (numbered from 0, as in MLflow).",
         "",
     ]
     out += overall_table(df)
     for key, sub in df.groupby(GROUP, sort=True):
         ds, enc, bb, sc, req = key
-        head = f"## {ds} · {enc}/{bb} · {sc}" + (f" · request {req}" if req else "")
+        sequential = str(sc).startswith("sequential") or req
+        head = f"## {ds} · {enc}/{bb} · {sc}" + (f" · after request {req}" if sequential else "")
         out += [head, ""]
         out += cell_table(sub, specs)
         if figure_links and key in figure_links:
             out += ["", f"Alignment matrices: [{Path(figure_links[key]).name}]({figure_links[key]})"]
+        flags = flag_notes(sub)
+        out += ["", "Flags (bench/flags.py):", *flags] if flags else []
         out.append("")
     return "\n".join(out)
 

@@ -30,7 +30,7 @@ from bench.data import DataView, ImageData, load_dataset
 from bench.device import PeakMemory, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
 from bench.features import ModelFeatures, extract, state_hash
-from bench.flags import cell_flags
+from bench.flags import cell_flags, noisy_metrics
 from bench.splits import Split, make_split, parse_scenario
 from bench.summary import avg_gap
 from bench.training import train_encoder
@@ -208,6 +208,7 @@ class CellRunner:
             def scratch(view: DataView) -> tuple[Encoder, float]:
                 return self.trained(view.idx.cpu().numpy(), cell.seed, "retrain")
 
+            noisy = noisy_metrics(orig_metrics, {k: len(v) for k, v in views.items()})
             last = len(self.split.requests) - 1
             for spec in cell.methods:
                 h = self.row_hash(spec, r)
@@ -219,9 +220,11 @@ class CellRunner:
                     continue  # ran only to feed the next request
                 if row.status == "finished":
                     row.metrics["rte_frac"] = row.metrics["rte_s"] / max(retrain_secs, 1e-9)
-                    gap = avg_gap(row.metrics, retrain_metrics, specs)
-                    if gap is not None:
-                        row.metrics["avg_gap"] = gap
+                    for key, skip in (("avg_gap", noisy), ("avg_gap_all", ())):
+                        gap = avg_gap(row.metrics, retrain_metrics, specs, skip)
+                        if gap is not None:
+                            row.metrics[key] = gap
+                    row.info["avg_gap_excludes"] = sorted(noisy)
                 result.rows.append(row)
             self.flag(result.rows, r, orig_metrics, retrain_metrics, views)
             for name in cell.auditors:

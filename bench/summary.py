@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from bench.audit import MetricSpec
 
@@ -13,7 +13,14 @@ SUMMARY_METRICS = (
                higher_is_better=False),
     MetricSpec(
         "avg_gap",
-        "mean |m - m_retrain| over RA, TA, UA, EMIA, CMIA and cMIA-AUC x 100 (those the cell has)",
+        "mean |m - m_retrain| over RA, TA, UA, EMIA, CMIA and cMIA-AUC x 100 (those the cell has), "
+        "leaving out privacy metrics that measure noise in the cell (bench.flags.noisy_metrics)",
+        higher_is_better=False,
+        source="SalUn (Fan et al. 2024) with the encoder auditors added",
+    ),
+    MetricSpec(
+        "avg_gap_all",
+        "Avg Gap over all six metrics, noisy ones included (SPECS' literal definition)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),
@@ -21,12 +28,15 @@ SUMMARY_METRICS = (
 
 
 def avg_gap(
-    metrics: Mapping[str, float], retrain: Mapping[str, float], specs: Mapping[str, MetricSpec]
+    metrics: Mapping[str, float],
+    retrain: Mapping[str, float],
+    specs: Mapping[str, MetricSpec],
+    exclude: Collection[str] = (),
 ) -> float | None:
-    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap``."""
+    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap`` (minus ``exclude``)."""
     gaps = [
         abs(metrics[k] - retrain[k]) * spec.scale
         for k, spec in specs.items()
-        if spec.avg_gap and k in metrics and k in retrain
+        if spec.avg_gap and k in metrics and k in retrain and k not in exclude
     ]
     return sum(gaps) / len(gaps) if gaps else None

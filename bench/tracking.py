@@ -77,6 +77,22 @@ class Tracker:
     def end_parent(self, run_id: str, failed: bool) -> None:
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
+    def tag_parent(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def invocations(self, experiment: str) -> list[dict[str, Any]]:
+        """Parent runs (one per ``run`` invocation): id, tags, start time, status; oldest first."""
+        exp_id = self.experiment_id(experiment, create=False)
+        if exp_id is None:
+            return []
+        runs = self.client.search_runs([exp_id], filter_string="tags.`bench.kind` = 'invocation'",
+                                       max_results=1000)
+        return sorted(({"run_id": r.info.run_id, "tags": dict(r.data.tags), "status": r.info.status,
+                        "start_time": r.info.start_time} for r in runs),
+                      key=lambda i: i["start_time"])
+
     # --- results -------------------------------------------------------------
     def finished_hashes(self, exp_id: str) -> set[str]:
         """Config hashes of rows already logged in full (what resume skips)."""
@@ -139,8 +155,7 @@ class Tracker:
         }
         if figures:
             tags["bench.figures_run"] = parent_id
-        for old in self._rows(exp_id, f"tags.`bench.config_hash` = '{row.config_hash}'"):
-            self.client.delete_run(old.info.run_id)  # a failure being retried, or a --fresh rerun
+        older = self._rows(exp_id, f"tags.`bench.config_hash` = '{row.config_hash}'")
         run = self.client.create_run(exp_id, tags=tags, run_name=f"{row.method} | {cell.label}")
         rid = run.info.run_id
         params = {**cell_params(cell), "method": row.method, "request": row.request,
@@ -154,6 +169,8 @@ class Tracker:
         # the status tag last: a run without it was interrupted mid-write
         self.client.log_batch(rid, tags=[RunTag("bench.status", row.status)])
         self.client.set_terminated(rid, "FINISHED")
+        for prev in older:  # replaced only once the new row is complete: a failure retried, or --fresh
+            self.client.delete_run(prev.info.run_id)
 
     # --- reading back --------------------------------------------------------
     def results_frame(self, experiment: str) -> pd.DataFrame:
@@ -171,7 +188,8 @@ class Tracker:
                         "run_id": r.info.run_id, "figures_run": r.data.tags.get("bench.figures_run", ""),
                         "cell_slug": r.data.tags.get("bench.cell_slug", ""), "start_time": r.info.start_time,
                         "flags": r.data.tags.get("bench.flags", ""),
-                        "cell_flags": r.data.tags.get("bench.cell_flags", "")})
+                        "cell_flags": r.data.tags.get("bench.cell_flags", ""),
+                        "parent_run": r.data.tags.get("mlflow.parentRunId", "")})
             records.append(rec)
         df = pd.DataFrame.from_records(records)
         if len(df):

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: a second thread only adds contention
 
 TINY: dict[str, Any] = {
     "datasets": ["digits"],

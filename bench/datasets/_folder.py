@@ -1,4 +1,8 @@
-"""Read a ``{train,test}/<class>/*`` image tree into uint8 tensors (decoded once, then cached)."""
+"""Read a ``{train,test}/<class>/*`` image tree into uint8 tensors (decoded once, then cached).
+
+Shared by ``imagefolder:<path>`` and by the torchvision-backed loaders, which also accept
+their data set unpacked as such a tree (e.g. the shared ``cifar10-jpeg.tar.gz``).
+"""
 
 from __future__ import annotations
 
@@ -27,8 +31,11 @@ def _files(split_dir: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def read_split(split_dir: Path, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Decode every image of one split; resized to ``size`` (square) when given or when shapes differ."""
+def read_split(
+    split_dir: Path, size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode every image of one split; resized to ``size`` (square) when given or when the
+    shapes differ."""
     files, labels, classes = _files(split_dir)
     if not files:
         raise FileNotFoundError(f"no images under {split_dir}")
@@ -58,3 +65,30 @@ def read_split(split_dir: Path, size: int | None = None) -> tuple[torch.Tensor, 
     except OSError:
         pass
     return x, y, classes
+
+
+def read_tree(name: str, root: Path, size: int | None = None):
+    """``root/{train,test}/<class>/*`` as :class:`~bench.data.ImageData`.
+
+    Test labels are mapped onto the *training* class list (a test folder may lack a class,
+    but a class absent from training has no label and is an error), and test images are
+    resized to the training images' size when the two differ.
+    """
+    from bench.data import DataUnavailableError, ImageData
+
+    tx, ty, classes = read_split(root / "train", size)
+    vx, vy, test_classes = read_split(root / "test", size)
+    unknown = sorted(set(test_classes) - set(classes))
+    if unknown:
+        raise DataUnavailableError(
+            f"{root}/test has class folders missing from {root}/train: {', '.join(unknown[:5])}"
+        )
+    remap = torch.tensor([classes.index(c) for c in test_classes], dtype=torch.long)
+    vy = remap[vy]
+    if vx.shape[1:] != tx.shape[1:]:
+        from torchvision.transforms.v2.functional import resize
+
+        vx = resize(vx, list(tx.shape[2:]), antialias=True)
+    if vx.shape[1] != tx.shape[1]:
+        raise DataUnavailableError(f"{root}: train and test images differ in channels")
+    return ImageData(name, tx, ty, vx, vy, classes)

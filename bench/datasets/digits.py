@@ -21,6 +21,8 @@ SIZE = 16
 
 @register_dataset("digits", description="sklearn 8x8 digits upsampled to 16x16 (embedded, no files)")
 class Digits:
+    shape = (1201, 596, SIZE, 10)  # train, test, image side, classes (for cost estimates)
+
     @staticmethod
     def check(root: Path, arg: str | None, download: bool) -> str | None:
         return None

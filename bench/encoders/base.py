@@ -63,12 +63,15 @@ class Encoder(nn.Module):
 
     # --- views ---------------------------------------------------------------
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One random view per image of a uint8 batch (per-sample parameters)."""
-        return self.augmenter(x, generator)
+        """One random view per image of a uint8 batch (per-sample parameters); always fp32,
+        outside any autocast region, so views are identical whatever the training precision."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.augmenter(x, generator)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """The un-augmented, normalised input for feature extraction."""
-        return self.augmenter.prepare(x)
+        """The un-augmented, normalised input for feature extraction (fp32, like ``augment``)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.augmenter.prepare(x)
 
     # --- representations -----------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +113,12 @@ class Encoder(nn.Module):
 
 def normalize(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(z.float(), dim=-1)
+
+
+def full_precision(t: torch.Tensor):
+    """Autocast off on ``t``'s device, so a loss on ``.float()`` inputs really runs in float32
+    (under bf16 autocast matmuls and einsums would drop back to bf16)."""
+    return torch.autocast(t.device.type, enabled=False)
 
 
 def build_encoder(name: str, backbone: str, info: DataInfo, params: dict | None = None) -> Encoder:

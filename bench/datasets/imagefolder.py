@@ -1,0 +1,42 @@
+"""``imagefolder:<path>``: any ``<path>/{train,test}/<class>/<image>`` tree.
+
+Classes are the sorted names of the ``train`` sub-folders (test labels are mapped
+onto them); images are decoded once as RGB uint8 and cached beside the split
+folder. Images of different sizes are resized to a common square size. A relative
+``<path>`` is looked up under the data root first, then under the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data import ImageData
+from bench.datasets._folder import has_split_tree, read_tree
+from bench.registry import register_dataset
+
+
+def resolve(root: Path, arg: str | None) -> Path | None:
+    if not arg:
+        return None
+    p = Path(arg).expanduser()
+    if p.is_absolute():
+        return p
+    return root / p if (root / p).is_dir() else p.resolve()
+
+
+@register_dataset("imagefolder", description="any <path>/{train,test}/<class>/* tree")
+class ImageFolder:
+    @staticmethod
+    def check(root: Path, arg: str | None, download: bool) -> str | None:
+        path = resolve(root, arg)
+        if path is None:
+            return "imagefolder needs a path: imagefolder:<path> with <path>/{train,test}/<class>/*"
+        if not has_split_tree(path):
+            return f"imagefolder: {path} has no train/ and test/ class folders"
+        return None
+
+    @staticmethod
+    def load(root: Path, arg: str | None, download: bool) -> ImageData:
+        path = resolve(root, arg)
+        assert path is not None
+        return read_tree(f"imagefolder:{arg}", path)

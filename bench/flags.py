@@ -1,0 +1,195 @@
+"""Cell-level sanity flags from the rows' metrics (SPECS section 5): when to distrust a column.
+
+A pure function of metric tables and split sizes, so it is tested on hand-made
+tables and recomputed identically anywhere. "Within noise" always means within
+``Z`` standard errors:
+
+- an AUC's standard error is Hanley & McNeil's (1982) with the two split sizes;
+- a difference of two percentages uses the pooled two-proportion standard error.
+
+Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
+
+- cell ``no membership signal``: the original's cMIA-AUC - 0.5 < Z SE. The cell's
+  privacy columns (:data:`PRIVACY_METRICS`) then rank nothing.
+- cell ``uncalibrated auditors cannot separate members``: the original's FA - TA
+  or retrain's EMIA - the original's EMIA is not above noise (SPECS: "FA >= TA
+  and EMIA below retrain's, or the run says the auditors cannot separate").
+- cell ``attacks at chance``: an attack's fit (balanced accuracy, D_r vs D_t) on
+  the original is within noise of 50 %; its D_f column (EMIA, CMIA, ...) then
+  reflects where a threshold fell on noise, not forgetting.
+- cell ``retrain: ...``: retrain's FA not within noise of TA, its EMIA / CMIA on
+  D_f not within noise of the same attack's rate on D_t, or its cMIA-AUC not
+  within noise of 0.5. Skipped for class forgetting, where D_f is a class D_r
+  lacks and D_t is not its like.
+- method ``over-unlearning``: privacy at or beyond retrain's (cMIA-AUC no more
+  than Z SE above retrain's; EMIA if the cell has no cMIA-AUC), where the
+  original was not, reached with TA more than :data:`TA_DROP` points below
+  retrain's, or with the retain set's own membership signal (MIA-AUC_Dr) erased
+  to within noise of 0.5 while the original's is above noise.
+- method ``utility loss``: TA more than TA_DROP below retrain's otherwise (also
+  where the original already sat at retrain-level privacy: nothing to remove).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+Z = 2.0  # standard errors that count as "beyond noise"
+TA_DROP = 5.0  # points of probe TA below retrain's that count as "far below"
+PRIVACY_METRICS = frozenset({  # membership columns: they rank nothing without a signal
+    "EMIA", "EMIA_Dt", "EMIA_AUC", "EMIA_fit", "EMIA_head", "EMIA_head_AUC", "EMIA_head_fit",
+    "CMIA", "CMIA_Dt", "CMIA_fit", "CMIA_entropy", "CMIA_entropy_fit", "CMIA_mentropy",
+    "CMIA_mentropy_fit", "cMIA-AUC", "cMIA-AUC_loss", "MIA-AUC", "MIA-AUC_Dr", "align_Df",
+    "align_gap",
+})
+
+Metrics = Mapping[str, float]
+
+
+def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC from ``n_pos`` and ``n_neg`` samples."""
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc))
+    return math.sqrt(max(var, 0.0) / (n_pos * n_neg))
+
+
+def pct_diff_se(p1: float, n1: int, p2: float, n2: int) -> float:
+    """Pooled standard error (in points) of the difference of two percentages."""
+    p = (p1 * n1 + p2 * n2) / (100.0 * (n1 + n2))
+    return 100.0 * math.sqrt(max(p * (1 - p), 0.0) * (1 / n1 + 1 / n2))
+
+
+@dataclass
+class CellFlags:
+    cell: list[str] = field(default_factory=list)
+    methods: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _has(m: Metrics, *keys: str) -> bool:
+    return all(k in m and math.isfinite(m[k]) for k in keys)
+
+
+def _auc_signal(m: Metrics, key: str, n_pos: int, n_test: int) -> tuple[bool, float]:
+    """(AUC above noise of 0.5, its SE)."""
+    se = auc_se(m[key], n_pos, n_test)
+    return m[key] - 0.5 >= Z * se, se
+
+
+def _cell(orig: Metrics, retrain: Metrics, n: Mapping[str, int],
+          class_forgetting: bool) -> list[str]:
+    nf, nt = n["forget"], n["test"]
+    out = []
+    if _has(orig, "cMIA-AUC"):
+        ok, se = _auc_signal(orig, "cMIA-AUC", nf, nt)
+        if not ok:
+            out.append(f"no membership signal: original cMIA-AUC {orig['cMIA-AUC']:.3f} is within "
+                       f"{Z:g} SE ({se:.3f}) of 0.5; privacy columns rank nothing")
+    weak = []
+    if _has(orig, "FA", "TA"):
+        d, se = orig["FA"] - orig["TA"], pct_diff_se(orig["FA"], nf, orig["TA"], nt)
+        if d <= Z * se:
+            weak.append(f"original FA-TA {d:+.1f} (SE {se:.1f})")
+    if _has(orig, "EMIA") and _has(retrain, "EMIA"):
+        d, se = retrain["EMIA"] - orig["EMIA"], pct_diff_se(retrain["EMIA"], nf, orig["EMIA"], nf)
+        if d <= Z * se:
+            weak.append(f"EMIA retrain-original {d:+.1f} (SE {se:.1f})")
+    if weak:
+        out.append("uncalibrated auditors cannot separate members: " + ", ".join(weak))
+    chance = _at_chance(orig, n)
+    if chance:
+        out.append("attacks at chance on the original (their D_f columns measure noise): "
+                   + ", ".join(chance))
+    if class_forgetting:
+        return out
+    for a, b in (("FA", "TA"), ("EMIA", "EMIA_Dt"), ("CMIA", "CMIA_Dt")):
+        if _has(retrain, a, b):
+            d, se = retrain[a] - retrain[b], pct_diff_se(retrain[a], nf, retrain[b], nt)
+            if abs(d) > Z * se:
+                out.append(f"retrain: {a} {retrain[a]:.1f} vs {b} {retrain[b]:.1f} beyond noise "
+                           f"(SE {se:.1f})")
+    if _has(retrain, "cMIA-AUC"):
+        se = auc_se(retrain["cMIA-AUC"], nf, nt)
+        if abs(retrain["cMIA-AUC"] - 0.5) > Z * se:
+            out.append(f"retrain: cMIA-AUC {retrain['cMIA-AUC']:.3f} not within noise of 0.5 "
+                       f"(SE {se:.3f})")
+    return out
+
+
+def _chance_fits(orig: Metrics, n: Mapping[str, int]) -> dict[str, float]:
+    """Attack fits on the original's D_r vs D_t within noise of a coin flip: key -> 2 SE."""
+    nr, nt = n["retain"], n["test"]
+    balanced = min(nr, nt)  # the SVC trains on equal classes
+    sizes = {"EMIA_fit": (nr, nt), "EMIA_head_fit": (nr, nt), "CMIA_fit": (balanced, balanced),
+             "CMIA_entropy_fit": (balanced, balanced), "CMIA_mentropy_fit": (balanced, balanced)}
+    out = {}
+    for key, (n1, n2) in sizes.items():
+        if _has(orig, key):
+            se = 25.0 * math.sqrt(1 / n1 + 1 / n2)  # balanced accuracy's SE at 50 %
+            if orig[key] - 50.0 < Z * se:
+                out[key] = Z * se
+    return out
+
+
+def _at_chance(orig: Metrics, n: Mapping[str, int]) -> list[str]:
+    """Attacks whose fit on the original's D_r vs D_t is within noise of a coin flip."""
+    return [f"{k} {orig[k]:.1f} ({Z:g} SE {two_se:.1f})" for k, two_se in _chance_fits(orig, n).items()]
+
+
+def noisy_metrics(orig: Metrics, n: Mapping[str, int]) -> set[str]:
+    """Privacy metrics that measure noise in this cell, left out of Avg Gap: cMIA-AUC without a
+    membership signal on the original, and each attack whose fit on the original is at chance
+    (its threshold then lands anywhere, and |m - m_retrain| would rank methods by that noise)."""
+    out = {k.removesuffix("_fit") for k in _chance_fits(orig, n)}
+    if _has(orig, "cMIA-AUC") and not _auc_signal(orig, "cMIA-AUC", n["forget"], n["test"])[0]:
+        out.add("cMIA-AUC")
+    return out
+
+
+def _privacy_reached(m: Metrics, retrain: Metrics, n: Mapping[str, int]) -> tuple[bool, str] | None:
+    """Privacy at or beyond retrain's level, and how it was judged; None if not measurable."""
+    nf, nt = n["forget"], n["test"]
+    if _has(m, "cMIA-AUC") and _has(retrain, "cMIA-AUC"):
+        a, r = m["cMIA-AUC"], retrain["cMIA-AUC"]
+        se = math.hypot(auc_se(a, nf, nt), auc_se(r, nf, nt))
+        return a - r <= Z * se, f"cMIA-AUC {a:.3f} vs retrain {r:.3f}"
+    if _has(m, "EMIA") and _has(retrain, "EMIA"):
+        e, r = m["EMIA"], retrain["EMIA"]
+        return r - e <= Z * pct_diff_se(e, nf, r, nf), f"EMIA {e:.1f} vs retrain {r:.1f}"
+    return None
+
+
+def _method(m: Metrics, orig: Metrics, retrain: Metrics, n: Mapping[str, int]) -> list[str]:
+    damage = []
+    if _has(m, "TA") and _has(retrain, "TA") and m["TA"] < retrain["TA"] - TA_DROP:
+        damage.append(f"TA {m['TA']:.1f} vs retrain {retrain['TA']:.1f}")
+    if _has(m, "MIA-AUC_Dr") and _has(orig, "MIA-AUC_Dr"):
+        alive, _ = _auc_signal(m, "MIA-AUC_Dr", n["retain"], n["test"])
+        was, _ = _auc_signal(orig, "MIA-AUC_Dr", n["retain"], n["test"])
+        if was and not alive:
+            damage.append(f"retain signal MIA-AUC_Dr {orig['MIA-AUC_Dr']:.3f} -> "
+                          f"{m['MIA-AUC_Dr']:.3f} (within noise of 0.5)")
+    if not damage:
+        return []
+    reached = _privacy_reached(m, retrain, n)
+    already = _privacy_reached(orig, retrain, n)  # no signal to remove: nothing was "reached"
+    if reached is not None and reached[0] and not (already is not None and already[0]):
+        return [f"over-unlearning: retrain-level privacy ({reached[1]}) only with "
+                + "; ".join(damage)]
+    if _has(m, "TA") and _has(retrain, "TA") and m["TA"] < retrain["TA"] - TA_DROP:
+        return [f"utility loss: TA {m['TA']:.1f} vs retrain {retrain['TA']:.1f}"]
+    return []
+
+
+def cell_flags(methods: Mapping[str, Metrics], original: Metrics, retrain: Metrics,
+               sizes: Mapping[str, int], class_forgetting: bool = False) -> CellFlags:
+    """Flags of one cell (one request): cell-level ones, and each method's own.
+
+    ``sizes`` holds the audit split sizes ("forget", "retain" members, "test").
+    """
+    return CellFlags(
+        cell=_cell(original, retrain, sizes, class_forgetting),
+        methods={name: _method(m, original, retrain, sizes) for name, m in methods.items()},
+    )

@@ -1,0 +1,102 @@
+"""Statistics over seeds for the leaderboard: mean ± std, a Student-t 95 % CI, and "best".
+
+Kept apart from the markdown so it is tested on hand-made numbers. With n seeds
+the interval is mean ± t_{0.975, n-1} · std / sqrt(n) (std with ddof 1); one
+seed has no interval. "Best" follows each metric's declared direction: ↑ the
+largest mean, ↓ the smallest, ≈R the mean closest to retrain's. The original and
+retrain are yardsticks, never "best"; ties at the printed precision are all best.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bench.audit import MetricSpec
+
+LEVEL = 0.95
+YARDSTICKS = ("original", "retrain")
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    mean: float
+    std: float  # sample standard deviation (ddof 1); 0 for a single seed
+    n: int
+    half_width: float  # half-width of the 95 % CI; nan below two seeds
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def t_critical(n: int, level: float = LEVEL) -> float:
+    """Two-sided Student-t quantile for ``n`` samples (n - 1 degrees of freedom)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def seed_stats(values: Iterable[float]) -> SeedStats:
+    """Mean, std and 95 % CI of the finite values (NaN/inf and None are dropped)."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    n = len(v)
+    if n == 0:
+        return SeedStats(math.nan, math.nan, 0, math.nan)
+    mean = sum(v) / n
+    if n == 1:
+        return SeedStats(mean, 0.0, 1, math.nan)
+    std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    return SeedStats(mean, std, n, t_critical(n) * std / math.sqrt(n))
+
+
+def fmt_stats(s: SeedStats, digits: int = 2, bold: bool = False, ci: bool = True) -> str:
+    """``mean ± std [low, high]`` (the CI only from two seeds on); ``–`` when there is no value."""
+    if s.n == 0 or math.isnan(s.mean):
+        return "–"
+    mean = f"{s.mean:.{digits}f}"
+    text = f"**{mean}**" if bold else mean
+    if s.n > 1:
+        text += f" ± {s.std:.{digits}f}"
+        if ci and not math.isnan(s.half_width):
+            text += f" [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+    return text
+
+
+def direction(spec: MetricSpec) -> str | None:
+    """``"max"``, ``"min"``, ``"retrain"`` (closest to retrain's value) or None (unranked)."""
+    if spec.higher_is_better is True:
+        return "max"
+    if spec.higher_is_better is False:
+        return "min"
+    return "retrain" if spec.ideal_retrain else None
+
+
+def best_methods(
+    means: Mapping[str, float],
+    spec: MetricSpec,
+    retrain: float | None = None,
+    digits: int = 2,
+    exclude: Iterable[str] = YARDSTICKS,
+) -> set[str]:
+    """The method(s) with the best mean in one column, compared at the printed precision."""
+    how = direction(spec)
+    skip = set(exclude)
+    cand = {m: v for m, v in means.items() if m not in skip and v is not None and math.isfinite(v)}
+    if how is None or not cand:
+        return set()
+    if how == "retrain":
+        if retrain is None or not math.isfinite(retrain):
+            return set()
+        r = round(retrain, digits)
+        score = {m: round(abs(round(v, digits) - r), digits) for m, v in cand.items()}
+        target = min(score.values())
+    else:
+        score = {m: round(v, digits) for m, v in cand.items()}
+        target = max(score.values()) if how == "max" else min(score.values())
+    return {m for m, s in score.items() if s == target}

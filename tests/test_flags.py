@@ -1,0 +1,143 @@
+"""bench/flags.py on hand-made metric tables, and how the leaderboard shows the flags."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.flags import auc_se, cell_flags, pct_diff_se
+from bench.leaderboard import flag_notes
+
+SIZES = {"forget": 500, "retain": 2000, "test": 2000}
+RETRAIN = {"TA": 50.0, "FA": 50.5, "EMIA": 40.0, "EMIA_Dt": 41.0, "CMIA": 30.0, "CMIA_Dt": 31.0,
+           "cMIA-AUC": 0.50, "MIA-AUC_Dr": 0.58}
+ORIGINAL = {"TA": 50.0, "FA": 60.0, "EMIA": 30.0, "cMIA-AUC": 0.79, "MIA-AUC_Dr": 0.58}
+
+
+def flags_of(methods=None, original=ORIGINAL, retrain=RETRAIN, sizes=SIZES, **kw):
+    return cell_flags(methods or {}, original, retrain, sizes, **kw)
+
+
+def test_hanley_mcneil_at_chance_matches_mann_whitney_null():
+    n1, n2 = 300, 700
+    assert auc_se(0.5, n1, n2) == pytest.approx(math.sqrt((n1 + n2 + 1) / (12 * n1 * n2)))
+    assert auc_se(0.9, n1, n2) < auc_se(0.5, n1, n2)
+
+
+def test_pct_diff_se():
+    assert pct_diff_se(50.0, 100, 50.0, 100) == pytest.approx(100 * math.sqrt(0.25 * 0.02))
+
+
+def test_healthy_cell_has_no_flags():
+    f = flags_of({"good": {"TA": 49.0, "cMIA-AUC": 0.51, "MIA-AUC_Dr": 0.57}})
+    assert f.cell == [] and f.methods == {"good": []}
+
+
+def test_no_membership_signal():
+    se = auc_se(0.52, 100, 100)
+    assert 0.02 < 2 * se  # 0.52 is within noise with 100 + 100 samples
+    f = flags_of(original={**ORIGINAL, "cMIA-AUC": 0.52}, sizes={**SIZES, "forget": 100, "test": 100})
+    assert any(x.startswith("no membership signal") and "rank nothing" in x for x in f.cell)
+
+
+def test_over_unlearning_by_ta_collapse():
+    f = flags_of({"ga": {"TA": 43.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.57}})
+    assert len(f.methods["ga"]) == 1 and f.methods["ga"][0].startswith("over-unlearning")
+    assert "TA 43.0 vs retrain 50.0" in f.methods["ga"][0]
+
+
+def test_over_unlearning_by_erased_retain_signal():
+    # SPECS section 5's measured case: retain signal 0.58 -> 0.49 at retrain-level forget AUC
+    f = flags_of({"ga": {"TA": 49.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}})
+    assert f.methods["ga"][0].startswith("over-unlearning") and "retain signal" in f.methods["ga"][0]
+
+
+def test_retain_signal_erasure_needs_an_original_signal():
+    f = flags_of({"ga": {"TA": 49.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}},
+                 original={**ORIGINAL, "MIA-AUC_Dr": 0.505})
+    assert f.methods["ga"] == []
+
+
+def test_utility_loss_without_privacy_is_not_over_unlearning():
+    f = flags_of({"bad": {"TA": 30.0, "cMIA-AUC": 0.75}})
+    assert f.methods["bad"] == ["utility loss: TA 30.0 vs retrain 50.0"]
+
+
+def test_ta_collapse_in_a_cell_without_signal_is_utility_loss():
+    no_signal = {**ORIGINAL, "cMIA-AUC": 0.50}
+    f = flags_of({"ga": {"TA": 40.0, "cMIA-AUC": 0.49}}, original=no_signal)
+    assert f.methods["ga"] == ["utility loss: TA 40.0 vs retrain 50.0"]
+
+
+def test_privacy_judged_on_emia_without_calibrated_attack():
+    no_cmia = {k: v for k, v in RETRAIN.items() if k != "cMIA-AUC"}
+    f = flags_of({"ga": {"TA": 40.0, "EMIA": 45.0}}, retrain=no_cmia)
+    assert f.methods["ga"][0].startswith("over-unlearning: retrain-level privacy (EMIA 45.0")
+
+
+def test_retrain_sanity_facts():
+    bad = {**RETRAIN, "FA": 60.0, "EMIA": 20.0, "cMIA-AUC": 0.60}
+    f = flags_of(retrain=bad)
+    text = "\n".join(f.cell)
+    assert "retrain: FA 60.0 vs TA 50.0" in text
+    assert "retrain: EMIA 20.0 vs EMIA_Dt 41.0" in text
+    assert "retrain: cMIA-AUC 0.600" in text
+    assert "CMIA" not in text.replace("cMIA", "")  # CMIA 30 vs 31 is within noise
+    assert not any(x.startswith("retrain") for x in flags_of(retrain=bad, class_forgetting=True).cell)
+
+
+def test_uncalibrated_auditors_cannot_separate():
+    f = flags_of(original={**ORIGINAL, "FA": 50.5, "EMIA": 39.0})
+    msg = [x for x in f.cell if x.startswith("uncalibrated auditors cannot separate members")]
+    assert len(msg) == 1 and "FA-TA" in msg[0] and "EMIA retrain-original" in msg[0]
+    assert not any("cannot separate" in x for x in flags_of().cell)
+
+
+def test_attacks_at_chance():
+    # n_r = n_t = 2000: balanced-accuracy SE at chance = 25 sqrt(2 / 2000) = 0.79 points
+    orig = {**ORIGINAL, "EMIA_fit": 51.0, "EMIA_head_fit": 58.0, "CMIA_fit": 50.2}
+    msg = [x for x in flags_of(original=orig).cell if x.startswith("attacks at chance")]
+    assert len(msg) == 1 and "EMIA_fit 51.0" in msg[0] and "CMIA_fit 50.2" in msg[0]
+    assert "EMIA_head_fit" not in msg[0]
+
+
+def test_missing_metrics_raise_no_flags():
+    f = cell_flags({"m": {}}, {}, {}, SIZES)
+    assert f.cell == [] and f.methods == {"m": []}
+
+
+def test_leaderboard_flag_notes():
+    df = pd.DataFrame([
+        {"method": "original", "seed": 0, "start_time": 1, "flags": "", "cell_flags": "old"},
+        {"method": "ga", "seed": 0, "start_time": 0, "flags": "superseded", "cell_flags": "old"},
+        {"method": "ga", "seed": 0, "start_time": 2, "flags": "over-unlearning: x",
+         "cell_flags": "no membership signal: y"},
+        {"method": "ft", "seed": 1, "start_time": 3, "flags": "", "cell_flags": ""},
+    ]).assign(request=0)
+    notes = flag_notes(df)
+    assert notes == ["- ⚑ cell: no membership signal: y (seeds 0)", "- ⚑ ga: over-unlearning: x (seeds 0)"]
+
+
+def test_privacy_metrics_are_declared_by_auditors():
+    from bench.audit import metric_specs
+    from bench.flags import PRIVACY_METRICS
+
+    assert PRIVACY_METRICS <= set(metric_specs())
+
+
+def test_noisy_privacy_metrics_leave_avg_gap():
+    from bench.audit import metric_specs
+    from bench.flags import noisy_metrics
+    from bench.summary import avg_gap
+
+    # CMIA's fit at chance and no calibrated signal; EMIA's fit well above chance
+    orig = {**ORIGINAL, "cMIA-AUC": 0.51, "EMIA_fit": 70.0, "CMIA_fit": 50.4}
+    assert noisy_metrics(orig, SIZES) == {"cMIA-AUC", "CMIA"}
+    assert noisy_metrics({**orig, "cMIA-AUC": 0.79, "CMIA_fit": 60.0}, SIZES) == set()
+    specs = metric_specs()
+    retrain = {"RA": 90.0, "TA": 50.0, "UA": 50.0, "EMIA": 40.0, "CMIA": 30.0, "cMIA-AUC": 0.5}
+    method = {"RA": 92.0, "TA": 48.0, "UA": 50.0, "EMIA": 44.0, "CMIA": 60.0, "cMIA-AUC": 0.6}
+    assert avg_gap(method, retrain, specs) == pytest.approx((2 + 2 + 0 + 4 + 30 + 10) / 6)
+    assert avg_gap(method, retrain, specs, {"cMIA-AUC", "CMIA"}) == pytest.approx((2 + 2 + 0 + 4) / 4)
