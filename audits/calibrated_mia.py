@@ -53,6 +53,7 @@ def calibrated_auc(score: str, model: ModelFeatures, refs: list[ModelFeatures], 
 class CalibratedMIA(Auditor):
     """Reference-calibrated alignment / loss attack: AUC of D_f vs D_t after calibration."""
 
+    kind = "privacy"
     metrics = (
         MetricSpec("cMIA-AUC", "AUC of head alignment minus the reference's (z-score if K >= 2), "
                    "D_f vs D_t", ideal_retrain=True, avg_gap=True, scale=100.0,
@@ -60,7 +61,7 @@ class CalibratedMIA(Auditor):
         MetricSpec("cMIA-AUC_loss", "the same with minus the per-sample objective as the score",
                    ideal_retrain=True, source="beyond MUC; LiRA-style calibration"),
         MetricSpec("MIA-AUC", "uncalibrated head-alignment AUC, D_f vs D_t (for comparison)",
-                   ideal_retrain=True, source="EncoderMI score"),
+                   ideal_retrain=True, source="EncoderMI score", headline=False),
         MetricSpec("MIA-AUC_Dr", "uncalibrated head-alignment AUC, D_r members vs D_t: the retain "
                    "set's own membership signal", ideal_retrain=True, source="SPECS section 5"),
     )

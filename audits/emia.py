@@ -54,21 +54,22 @@ def threshold_attack(scores: dict[str, np.ndarray]) -> dict[str, float]:
 class EncoderMI(Auditor):
     """EncoderMI threshold attack on view alignment, backbone (EMIA) and head (EMIA_head)."""
 
+    kind = "privacy"
     metrics = (
         MetricSpec("EMIA", "% of D_f the backbone-alignment threshold calls non-member",
                    ideal_retrain=True, avg_gap=True, source="EncoderMI (Liu et al. 2021); MUC"),
         MetricSpec("EMIA_Dt", "% of D_t the same threshold calls non-member (EMIA's chance level)",
-                   ideal_retrain=True, source="EncoderMI; MUC"),
+                   ideal_retrain=True, source="EncoderMI; MUC", headline=False),
         MetricSpec("EMIA_AUC", "AUC of backbone alignment, D_f vs D_t (0.5: D_f looks unseen)",
                    ideal_retrain=True, source="EncoderMI; MUC"),
         MetricSpec("EMIA_fit", "balanced accuracy (%) of the backbone threshold on D_r vs D_t",
-                   ideal_retrain=True, source="EncoderMI; MUC"),
+                   ideal_retrain=True, source="EncoderMI; MUC", headline=False),
         MetricSpec("EMIA_head", "% of D_f the head-alignment threshold calls non-member",
-                   ideal_retrain=True, source="EncoderMI; MUC (head variant)"),
+                   ideal_retrain=True, source="EncoderMI; MUC (head variant)", headline=False),
         MetricSpec("EMIA_head_AUC", "AUC of head alignment, D_f vs D_t", ideal_retrain=True,
-                   source="EncoderMI; MUC (head variant)"),
+                   source="EncoderMI; MUC (head variant)", headline=False),
         MetricSpec("EMIA_head_fit", "balanced accuracy (%) of the head threshold on D_r vs D_t",
-                   ideal_retrain=True, source="EncoderMI; MUC (head variant)"),
+                   ideal_retrain=True, source="EncoderMI; MUC (head variant)", headline=False),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -48,9 +48,9 @@ class WeightedKNN(Auditor):
 
     metrics = (
         MetricSpec("kNN_RA", "weighted-kNN accuracy (%) on D_r members, leave-one-out",
-                   higher_is_better=True, ideal_retrain=True, source="Wu et al. 2018; MoCo"),
+                   higher_is_better=True, ideal_retrain=True, source="Wu et al. 2018; MoCo", headline=False),
         MetricSpec("kNN_FA", "weighted-kNN accuracy (%) on D_f", ideal_retrain=True,
-                   source="Wu et al. 2018; MoCo"),
+                   source="Wu et al. 2018; MoCo", headline=False),
         MetricSpec("kNN_TA", "weighted-kNN accuracy (%) on D_t", higher_is_better=True,
                    ideal_retrain=True, source="Wu et al. 2018; MoCo"),
     )

@@ -24,9 +24,9 @@ class ZeroShot(Auditor):
     requires = frozenset({"text"})
     metrics = (
         MetricSpec("ZS_RA", "zero-shot accuracy (%) on D_r members", higher_is_better=True,
-                   ideal_retrain=True, source="CLIP; CLIPErase; SALMUBench"),
+                   ideal_retrain=True, source="CLIP; CLIPErase; SALMUBench", headline=False),
         MetricSpec("ZS_FA", "zero-shot accuracy (%) on D_f", ideal_retrain=True,
-                   source="CLIP; CLIPErase; SALMUBench"),
+                   source="CLIP; CLIPErase; SALMUBench", headline=False),
         MetricSpec("ZS_TA", "zero-shot accuracy (%) on D_t", higher_is_better=True,
                    ideal_retrain=True, source="CLIP; CLIPErase; SALMUBench"),
     )

@@ -27,6 +27,7 @@ class MetricSpec:
     avg_gap: bool = False  # part of Avg Gap (SPECS section 4)
     scale: float = 1.0  # multiply before taking the gap (AUCs x 100)
     source: str = ""
+    headline: bool = True  # False: a diagnostic, shown only in the leaderboard's full table
 
     @property
     def arrow(self) -> str:
@@ -53,6 +54,7 @@ class Auditor:
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     requires: ClassVar[frozenset[str]] = frozenset()  # encoder capabilities needed
+    kind: ClassVar[str] = "utility"  # utility | privacy | representation: column order in tables
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:
         raise NotImplementedError
@@ -74,6 +76,8 @@ def metric_specs() -> dict[str, MetricSpec]:
     """Every metric of every registered auditor, plus the runner's cell summary metrics."""
     from bench.summary import SUMMARY_METRICS
 
-    specs = {m.name: m for entry in auditors for m in entry.obj.metrics}
+    order = {"utility": 0, "privacy": 1, "representation": 2}
+    ranked = sorted(auditors, key=lambda e: (order.get(e.obj.kind, 3), e.name != "linear_probe", e.name))
+    specs = {m.name: m for entry in ranked for m in entry.obj.metrics}
     specs.update({m.name: m for m in SUMMARY_METRICS})
     return specs

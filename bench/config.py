@@ -86,8 +86,14 @@ class Cell:
     data_root: str = ""
 
     @property
+    def encoder_label(self) -> str:
+        """The encoder with its non-default params, so two variants never share a table."""
+        params = ",".join(f"{k}={v}" for k, v in self.encoder_params)
+        return f"{self.encoder}({params})" if params else self.encoder
+
+    @property
     def label(self) -> str:
-        return f"{self.encoder}/{self.backbone} {self.dataset} {self.scenario} seed={self.seed}"
+        return f"{self.encoder_label}/{self.backbone} {self.dataset} {self.scenario} seed={self.seed}"
 
     def identity(self) -> dict[str, Any]:
         """What determines the cell's models and splits (not which methods/auditors run)."""
@@ -144,6 +150,7 @@ class Matrix:
     resources: dict[str, float] = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
     description: str = ""
     estimate: dict[str, Any] = field(default_factory=dict)
+    executors: dict[str, dict[str, Any]] = field(default_factory=dict)  # executor -> default options
     source: str = ""
 
     def cells(self, data_root: str = "") -> list[Cell]:
@@ -263,6 +270,7 @@ def matrix_from_dict(raw: dict[str, Any], default_name: str = "matrix", source: 
         resources=dict(raw.get("resources") or {"num_cpus": 1, "num_gpus": 0}),
         description=str(raw.get("description", "")),
         estimate=dict(raw.get("estimate") or {}),
+        executors={str(k): dict(v or {}) for k, v in (raw.get("executors") or {}).items()},
         source=source,
     )
 

@@ -102,7 +102,9 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
         for ds in matrix.datasets:
             load_dataset(ds, opts.root, download=True)
-    executor = get_executor(opts.executor, **{"resources": matrix.resources, **opts.executor_options})
+    executor = get_executor(opts.executor, **{"resources": matrix.resources,
+                                              **matrix.executors.get(opts.executor, {}),
+                                              **opts.executor_options})
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
     exp_id = tracker.experiment_id(matrix.name)
     stale = tracker.discard_unfinished(exp_id)

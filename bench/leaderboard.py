@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.audit import MetricSpec
-from bench.stats import best_methods, fmt_stats, seed_stats
+from bench.stats import best_methods, column_digits, fmt_stats, seed_stats
 
 GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]
 FIRST = ["original", "retrain"]
@@ -82,11 +82,13 @@ def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
     }
     unranked = _unranked_columns(sub)
     best: dict[str, set[str]] = {}
+    digits: dict[str, int] = {}
     for c in cols:
         means = {m: st.mean for (m, cc), st in stats.items() if cc == c}
         ref = stats.get(("retrain", c))
+        digits[c] = column_digits(means.values())
         best[c] = set() if c in unranked else best_methods(
-            means, specs[c], ref.mean if ref else None)
+            means, specs[c], ref.mean if ref else None, digits[c])
     for m in method_order(sub):
         g = sub[sub.method == m]
         done = g[g.status.isin(["finished", "reference"])]
@@ -95,7 +97,7 @@ def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
             cells = [f"{label}: {_reason(g)}"] + [""] * (len(cols) - 1) if cols else []
             lines.append(f"| {m} | 0 | " + " | ".join(cells) + " |")
             continue
-        cells = [fmt_stats(stats[(m, c)], bold=m in best[c]) for c in cols]
+        cells = [fmt_stats(stats[(m, c)], digits[c], bold=m in best[c]) for c in cols]
         failed = g[g.status == "failed"]
         seeds = f"{done.seed.nunique()}"
         if len(failed):
@@ -157,7 +159,9 @@ def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str
         "degrees of freedom]; one seed shows the value alone. ↑ higher is better, ↓ lower is "
         "better, ≈R the ideal is retrain's value (gap metrics). **Bold**: the best method in "
         "the column by that direction (original and retrain are yardsticks, never bold). Rows "
-        "after original and retrain are ranked by Avg Gap to retrain. n/a: the method does not "
+        "after original and retrain are ranked by Avg Gap to retrain. Each table shows the headline "
+        "metrics; the full table under it adds the diagnostics (attack fit accuracies, rates on D_t, "
+        "variants). n/a: the method does not "
         "apply to the encoder (reason given); failed: the reason of the failure. Sequential "
         "scenarios get one table per deletion request (numbered from 0, as in MLflow).",
         "",
@@ -168,7 +172,11 @@ def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str
         sequential = str(sc).startswith("sequential") or req
         head = f"## {ds} · {enc}/{bb} · {sc}" + (f" · after request {req}" if sequential else "")
         out += [head, ""]
+        headline = {k: v for k, v in specs.items() if v.headline}
+        out += cell_table(sub, headline)
+        out += ["", "<details><summary>All metrics, diagnostics included</summary>", ""]
         out += cell_table(sub, specs)
+        out += ["", "</details>"]
         if figure_links and key in figure_links:
             out += ["", f"Alignment matrices: [{Path(figure_links[key]).name}]({figure_links[key]})"]
         flags = flag_notes(sub)

@@ -38,8 +38,9 @@ def make_batches(n: int, batch_size: int, size: int, classes: int, seed: int) ->
     return out
 
 
-def _step(enc: Encoder, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor],
-          device: torch.device, precision: str) -> float:
+def _step(
+    enc: Encoder, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor], device: torch.device, precision: str
+) -> float:
     """One optimiser step; returns its wall time (synchronised on CUDA)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -55,11 +56,18 @@ def _step(enc: Encoder, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.
     return time.perf_counter() - t0
 
 
-def time_encoder(name: str, backbone: str, precision: str, batches: list[Batch], size: int,
-                 device: torch.device, warmup: int, seed: int) -> tuple[float, float]:
+def time_encoder(
+    name: str,
+    backbone: str,
+    precision: str,
+    batches: list[Batch],
+    size: int,
+    device: torch.device,
+    warmup: int,
+    seed: int,
+) -> tuple[float, float]:
     """Median seconds per step: (full step with augmentation, model step on ready views)."""
-    info = DataInfo(10, tuple(f"class {c}" for c in range(10)), (3, size, size),
-                    (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    info = DataInfo(10, tuple(f"class {c}" for c in range(10)), (3, size, size), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
     torch.manual_seed(seed)
     enc = build_encoder(name, backbone, info, {}).to(device).train()
     if device.type == "cuda":
@@ -98,19 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(encoders.unknown_message(unknown[0]))
     batches = make_batches(a.warmup + a.steps, a.batch_size, a.size, 10, a.seed)
-    print(f"device {device}, torch {torch.__version__}, {a.threads} threads, "
-          f"batch {a.batch_size}, {a.size}x{a.size}, median of {a.steps} steps after {a.warmup}")
+    print(
+        f"device {device}, torch {torch.__version__}, {a.threads} threads, "
+        f"batch {a.batch_size}, {a.size}x{a.size}, median of {a.steps} steps after {a.warmup}"
+    )
     print()
     print("| encoder | backbone | precision | full step (img/s) | model step (img/s) | ratio |")
     print("|---|---|---|---:|---:|---:|")
     for backbone in a.backbones:
         for name in a.encoders:
             for precision in a.precisions:
-                tf, tp = time_encoder(name, backbone, precision, batches, a.size, device,
-                                      a.warmup, a.seed)
+                tf, tp = time_encoder(name, backbone, precision, batches, a.size, device, a.warmup, a.seed)
                 bs = a.batch_size
-                print(f"| {name} | {backbone} | {precision} | {bs / tf:.0f} | {bs / tp:.0f} "
-                      f"| {tf / tp:.2f} |", flush=True)
+                print(
+                    f"| {name} | {backbone} | {precision} | {bs / tf:.0f} | {bs / tp:.0f} | {tf / tp:.2f} |", flush=True
+                )
     return 0
 
 

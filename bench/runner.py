@@ -122,6 +122,7 @@ class CellRunner:
                 "model": {k: v for k, v in self.cell.identity().items() if k not in ("scenario", "seed")},
                 "indices": stable_hash(np.sort(idx).tolist()),
                 "seed": seed,
+                "code": self.encoder_cls.version,
             }
         )
         enc = self.new_encoder(seed)
@@ -325,9 +326,17 @@ def pending(cell: Cell, done: frozenset[str]) -> bool:
 
 
 def run_cell(cell: Cell, cache_root: Path, done: frozenset[str] = frozenset()) -> CellResult:
-    """Run every method of ``cell`` not in ``done`` (config hashes); never raises."""
+    """Run every method of ``cell`` not in ``done`` (config hashes); never raises.
+
+    numpy/scipy BLAS runs single-threaded inside a cell: the auditors' problems (probe,
+    kNN, CKA) are small, and OpenBLAS threads on them only spin; on a shared 2-core
+    machine they made one probe fit take 4-7 s instead of 0.1 s. torch's threads are
+    not affected."""
+    from threadpoolctl import threadpool_limits
+
     try:
-        return CellRunner(cell, cache_root).run(done)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return CellRunner(cell, cache_root).run(done)
     except Exception as e:
         log.exception("cell %s failed", cell.label)
         return CellResult(cell, error=_short_error(e))

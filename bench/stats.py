@@ -68,6 +68,12 @@ def fmt_stats(s: SeedStats, digits: int = 2, bold: bool = False, ci: bool = True
     return text
 
 
+def column_digits(means: Iterable[float]) -> int:
+    """Decimals for a column: 3 when every |mean| is below 1 (AUCs, alignments, CKA), else 2."""
+    finite = [abs(v) for v in means if v is not None and math.isfinite(v)]
+    return 3 if finite and max(finite) < 1 else 2
+
+
 def direction(spec: MetricSpec) -> str | None:
     """``"max"``, ``"min"``, ``"retrain"`` (closest to retrain's value) or None (unranked)."""
     if spec.higher_is_better is True:

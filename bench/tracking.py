@@ -33,7 +33,8 @@ def default_uri(results_dir: Path) -> str:
 def cell_params(cell: Cell) -> dict[str, Any]:
     return {
         "dataset": cell.dataset,
-        "encoder": cell.encoder,
+        "encoder": cell.encoder_label,
+        "encoder.name": cell.encoder,
         "backbone": cell.backbone,
         "scenario": cell.scenario,
         "seed": cell.seed,
@@ -46,7 +47,7 @@ def cell_params(cell: Cell) -> dict[str, Any]:
 
 
 def cell_slug(cell: Cell) -> str:
-    s = f"{cell.dataset}_{cell.encoder}_{cell.backbone}_{cell.scenario}_s{cell.seed}"
+    s = f"{cell.dataset}_{cell.encoder_label}_{cell.backbone}_{cell.scenario}_s{cell.seed}"
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
 
 

@@ -169,11 +169,9 @@ def test_momentum_target_moves_by_ema(name):
     opt.step()
     enc.on_step_end()
     m = 0.99
-    for old, new, online in zip(before, enc.backbone_m.parameters(), enc.backbone.parameters(),
-                                strict=True):
+    for old, new, online in zip(before, enc.backbone_m.parameters(), enc.backbone.parameters(), strict=True):
         assert torch.allclose(new, m * old + (1 - m) * online, atol=1e-7)
-    assert any(not torch.equal(o, n) for o, n in zip(before, enc.backbone_m.parameters(),
-                                                     strict=True))
+    assert any(not torch.equal(o, n) for o, n in zip(before, enc.backbone_m.parameters(), strict=True))
     assert int(enc.momentum_step) == 1
 
 

@@ -10,7 +10,7 @@ import pytest
 from bench.audit import MetricSpec
 from bench.leaderboard import build_markdown, cell_table, overall_table
 from bench.publish import command_line, leaderboard_block, splice
-from bench.stats import best_methods, fmt_stats, seed_stats, t_critical
+from bench.stats import best_methods, column_digits, fmt_stats, seed_stats, t_critical
 
 UP = MetricSpec("TA", "test accuracy", higher_is_better=True)
 DOWN = MetricSpec("avg_gap", "gap", higher_is_better=False)
@@ -46,6 +46,13 @@ def test_best_is_direction_aware_and_excludes_yardsticks() -> None:
     assert best_methods({"a": 70.004, "b": 70.001}, UP) == {"a", "b"}  # equal when printed
     assert best_methods(means, MetricSpec("x", "no direction")) == set()
     assert best_methods(means, GAP, retrain=None) == set()
+
+
+def test_columns_below_one_get_three_decimals() -> None:
+    assert column_digits([0.512, 0.743, float("nan")]) == 3  # AUCs: 0.51 vs 0.51 would hide a gap
+    assert column_digits([0.5, 12.0]) == 2 and column_digits([]) == 2
+    aucs = {"a": 0.5134, "b": 0.5116}
+    assert best_methods(aucs, UP, digits=3) == {"a"} and best_methods(aucs, UP, digits=2) == {"a", "b"}
 
 
 def _rows() -> pd.DataFrame:

@@ -48,6 +48,7 @@ class DataInfo:
 class Encoder(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset({"views"})
     augment_preset: ClassVar[str] = "simclr"
+    version: ClassVar[int] = 1  # bump when a change alters trained weights: cached models retrain
 
     def __init__(self, backbone: nn.Module, info: DataInfo, image_size: int | None = None):
         super().__init__()

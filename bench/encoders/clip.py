@@ -162,8 +162,7 @@ class CLIP(Encoder):
             mean, std = list(pp["mean"]), list(pp["std"])
             if len(mean) != info.image_shape[0]:
                 raise ValueError(f"{model} expects {len(mean)}-channel images")
-        crop = AugmentConfig(self.image_size, crop_scale=(0.9, 1.0), flip_p=0.0, jitter_p=0.0,
-                             gray_p=0.0)
+        crop = AugmentConfig(self.image_size, crop_scale=(0.9, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0)
         self.augmenter = BatchAugment(crop, mean, std)
 
         self.templates = tuple(templates or TEMPLATES)
@@ -224,8 +223,7 @@ class CLIP(Encoder):
         with full_precision(img):
             logits = self.clip.logit_scale.exp().float() * img @ txt.T
             return 0.5 * (
-                F.cross_entropy(logits, labels, reduction="none")
-                + F.cross_entropy(logits.T, labels, reduction="none")
+                F.cross_entropy(logits, labels, reduction="none") + F.cross_entropy(logits.T, labels, reduction="none")
             )
 
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -8,7 +8,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
 from bench.data import Batch
-from bench.encoders.base import DataInfo, Encoder
+from bench.encoders.base import DataInfo, Encoder, full_precision
 from bench.registry import register_encoder
 
 
@@ -17,6 +17,8 @@ class SimCLR(Encoder):
     """Per-sample loss: lightly's NT-Xent with ``reduction='none'`` gives one loss per row of
     the 2B logits ``[view0; view1]``; sample i's loss is the mean of rows i and B+i, so the
     batch mean equals lightly's reduced loss exactly."""
+
+    version = 2  # 2: NT-Xent in fp32 under bf16 autocast
 
     def __init__(
         self,
@@ -39,5 +41,6 @@ class SimCLR(Encoder):
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
         b = v1.shape[0]
         z = self.head(self.backbone(torch.cat([v1, v2])))
-        rows = self.criterion(z[:b].float(), z[b:].float())
+        with full_precision(z):
+            rows = self.criterion(z[:b].float(), z[b:].float())
         return 0.5 * (rows[:b] + rows[b:])
