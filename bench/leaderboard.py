@@ -46,10 +46,11 @@ def method_order(sub: pd.DataFrame) -> list[str]:
 
 
 def latest(sub: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, seed, request): the most recent (a --fresh rerun supersedes)."""
+    """One row per (cell, method, seed): the most recent (a --fresh rerun supersedes)."""
     if "start_time" not in sub:
         return sub
-    return sub.sort_values("start_time").groupby(["method", "seed", "request"], sort=False).tail(1)
+    keys = [k for k in (*GROUP, "method", "seed") if k in sub]
+    return sub.sort_values("start_time").groupby(keys, sort=False).tail(1)
 
 
 def _reason(g: pd.DataFrame) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -123,8 +124,10 @@ def splice(text: str, matrix: str, block: str) -> str:
     end of the leaderboards section (or of the file) when absent."""
     start, end = f"<!-- leaderboard:{matrix}:start -->", f"<!-- leaderboard:{matrix}:end -->"
     new = f"{start}\n{block.strip()}\n{end}"
-    if start in text and end in text and text.index(start) < text.index(end):
-        return text[: text.index(start)] + new + text[text.index(end) + len(end):]
+    # markers count only on a line of their own (prose may quote them)
+    found = re.search(rf"^{re.escape(start)}[ \t]*$(.*?)^{re.escape(end)}[ \t]*$", text, re.M | re.S)
+    if found:
+        return text[: found.start()] + new + text[found.end():]
     if SECTION in text:
         at = text.index(SECTION) + len(SECTION)
         nxt = text.find("\n## ", at)

@@ -122,7 +122,8 @@ def test_markdown_has_a_table_per_request_and_the_legend() -> None:
 
 
 def test_publish_splices_between_markers() -> None:
-    page = "# B\n\n## Leaderboards\n\n<!-- section: leaderboards -->\nintro\n\n## Next\nx\n"
+    page = ("# B\n\n## Leaderboards\n\n<!-- section: leaderboards -->\nintro quoting "
+            "`<!-- leaderboard:cpu:start -->` and `<!-- leaderboard:cpu:end -->`\n\n## Next\nx\n")
     inv = [{"start_time": 0, "status": "FINISHED",
             "tags": {"bench.command": "python -m bench run --matrix cpu", "bench.commit": "abc",
                      "bench.machine": "EPYC (2 cores)", "bench.wall_s": "3725",
@@ -132,13 +133,32 @@ def test_publish_splices_between_markers() -> None:
            "1h 02m 05s | 18 / 0 |" in block
     assert "### Leaderboard: cpu" in block and "#### cifar10" in block
     once = splice(page, "cpu", block)
-    assert once.index("intro") < once.index("<!-- leaderboard:cpu:start -->") < once.index("## Next")
+    lines = once.splitlines()
+    assert lines.index("<!-- leaderboard:cpu:start -->") < lines.index("## Next")
+    assert once.index("intro") < once.index("\n<!-- leaderboard:cpu:start -->\n")
     twice = splice(once, "cpu", block.replace("abc", "def"))
-    assert twice.count("leaderboard:cpu:start") == 1 and "| def |" in twice and "| abc |" not in twice
-    assert twice.endswith("## Next\nx\n")
+    assert twice.splitlines().count("<!-- leaderboard:cpu:start -->") == 1
+    assert "| def |" in twice and "| abc |" not in twice
+    assert twice.endswith("## Next\nx\n") and "intro quoting `<!-- leaderboard:cpu:start -->` and" in twice
 
 
 def test_command_line_is_what_a_user_retypes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_DATA", "/data/x y")
     argv = ["/repo/bench/__main__.py", "run", "--matrix", "cpu"]
     assert command_line(argv) == "BENCH_DATA='/data/x y' python -m bench run --matrix cpu"
+
+
+def test_latest_keeps_one_row_per_cell_not_per_method():
+    from bench.leaderboard import latest, overall_table
+
+    rows = []
+    for t, enc in enumerate(["simclr", "byol", "simclr"]):  # the second simclr row is a rerun
+        rows.append({"dataset": "digits", "encoder": enc, "backbone": "convnet-s", "scenario": "random:0.1",
+                     "request": 0, "method": "finetune", "seed": 0, "start_time": t, "status": "finished",
+                     "m.avg_gap": float(t)})
+    df = pd.DataFrame(rows)
+    kept = latest(df)
+    assert sorted(kept.encoder) == ["byol", "simclr"] and kept[kept.encoder == "simclr"]["m.avg_gap"].item() == 2.0
+    table = "\n".join(overall_table(df))
+    assert "| 2 |" not in table and table.count("finetune") == 1
+    assert "| 1 | finetune | **1.50** ± 0.71" in table  # byol 1.0 and simclr 2.0 (the rerun): 2 cells
