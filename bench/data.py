@@ -102,11 +102,6 @@ def parse_dataset(spec: str) -> tuple[str, str | None]:
     return name, (arg or None)
 
 
-def dataset_entry(spec: str):
-    name, _ = parse_dataset(spec)
-    return datasets.entry(name)
-
-
 def check_dataset(spec: str, root: Path, download: bool = False) -> str | None:
     """None when ``spec`` can be loaded from ``root``; else one line saying how to get it."""
     name, arg = parse_dataset(spec)
