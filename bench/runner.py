@@ -251,7 +251,7 @@ class CellRunner:
             row.info["flags"] = flags.methods.get(row.method, [])
 
     def row_hash(self, spec: MethodSpec, r: int) -> str:
-        return self.cell.method_hash(spec) + (f"-r{r}" if r else "")  # as in row_hashes()
+        return row_hash(self.cell, spec, r)
 
     def run_method(
         self, spec: MethodSpec, h: str, r: int, start_from: Encoder | None, current: dict[str, Encoder],
@@ -313,11 +313,16 @@ class CellRunner:
         return MethodResult(spec.name, "finished", h, params, metrics, reason=reason, request=r, info=info)
 
 
+def row_hash(cell: Cell, spec: MethodSpec, r: int) -> str:
+    """Config hash of one row: (cell, method) and, after the first, the deletion request."""
+    return cell.method_hash(spec) + (f"-r{r}" if r else "")
+
+
 def row_hashes(cell: Cell) -> list[str]:
     """Config hashes of every row the cell produces (original and each method, per request)."""
     k = parse_scenario(cell.scenario).k
     specs = [MethodSpec(CellRunner.ORIGINAL), *cell.methods]
-    return [cell.method_hash(s) + (f"-r{r}" if r else "") for r in range(k) for s in specs]
+    return [row_hash(cell, s, r) for r in range(k) for s in specs]
 
 
 def pending(cell: Cell, done: frozenset[str]) -> bool:
