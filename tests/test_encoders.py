@@ -71,6 +71,24 @@ def test_moco_per_sample_matches_ntxent_with_bank():
     assert int(enc.criterion.memory_bank.bank_ptr) == 8  # keys queued in training
 
 
+def test_moco_symmetric_is_both_directions_against_the_same_queue():
+    enc, batch = _build("moco_v2", symmetric=True), _batch()
+    v1, v2 = _views(enc, batch)
+    ref = NTXentLoss(temperature=0.1, memory_bank_size=(32, 128))
+    bank = enc.criterion.memory_bank.bank.clone()
+    with torch.no_grad():
+        q1, q2 = enc.head(enc.backbone(v1)), enc.head(enc.backbone(v2))
+        k1, k2 = enc.head_m(enc.backbone_m(v1)), enc.head_m(enc.backbone_m(v2))
+        halves = []
+        for q, k in ((q1, k2), (q2, k1)):
+            ref.memory_bank.bank.copy_(bank)  # each direction sees the pre-step queue
+            halves.append(ref(q, k))
+    per = enc.pair_loss(v1, v2, batch)
+    assert per.shape == (8,)
+    assert _close(per.mean(), 0.5 * (halves[0] + halves[1]))
+    assert int(enc.criterion.memory_bank.bank_ptr) == 16  # both views' keys queued
+
+
 def test_moco_bank_frozen_under_no_grad_and_persistent():
     enc, batch = _build("moco_v2"), _batch()
     enc.objective(batch, torch.Generator().manual_seed(0)).mean().backward()  # fills 8 slots

@@ -29,7 +29,11 @@ class MoCoV2(MomentumEncoder):
     Loss: lightly's ``NTXentLoss(temperature, memory_bank_size=(bank, dim))`` with its
     cross-entropy swapped for ``reduction='none'``: sample i's loss is the InfoNCE of query
     i against its key (positive) and the ``bank`` queued keys of earlier batches
-    (negatives), so the batch mean is lightly's loss exactly. Not symmetrised (as in MoCo).
+    (negatives), so the batch mean is lightly's loss exactly. Not symmetrised by default (as
+    in MoCo); ``symmetric=True`` also queries with view 2 against view 1's key (as lightly's
+    CIFAR benchmarks and MoCo v3 do): one call on the 2B stacked query/key pairs, so both
+    halves see the same pre-step queue and no sample's own key is ever its negative; the
+    queue then receives 2B keys per step and sample i's loss is the mean of its two rows.
     lightly queues the keys only when the query requires grad, so evaluation under
     ``torch.no_grad`` (feature extraction, a frozen teacher) leaves the queue unchanged.
     The queue is made a *persistent* buffer (lightly registers it non-persistent) so that a
@@ -53,9 +57,11 @@ class MoCoV2(MomentumEncoder):
         momentum: float = 0.99,
         momentum_end: float = 1.0,
         momentum_steps: int = 0,
+        symmetric: bool = False,
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        self.symmetric = symmetric and memory_bank > 0  # in-batch negatives are symmetric already
         d = self.feat_dim
         if head_layers == 1:
             self.head = ProjectionHead([(d, proj_dim, None, None)])
@@ -79,6 +85,9 @@ class MoCoV2(MomentumEncoder):
         b = v1.shape[0]
         q = self.head(self.backbone(v1))
         k = self.target_project(v2)
+        if self.symmetric:  # one forward per view, as the asymmetric pass: same BN batches
+            q = torch.cat([q, self.head(self.backbone(v2))])
+            k = torch.cat([k, self.target_project(v1)])
         with full_precision(q):
             rows = self.criterion(q.float(), k.float())
         return rows if rows.shape[0] == b else 0.5 * (rows[:b] + rows[b:])
