@@ -80,8 +80,14 @@ class Encoder(nn.Module):
         return self.backbone(self.prepare(x))
 
     def project(self, f: torch.Tensor) -> torch.Tensor:
-        """Head g on backbone features (unnormalised)."""
-        raise NotImplementedError
+        """Head g on backbone features (unnormalised): ``self.head`` unless overridden."""
+        return self.head(f)
+
+    def project_pair(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head outputs of two view batches from one backbone pass (one 2B BN batch, as in
+        lightly's SimCLR / Barlow Twins / VICReg examples)."""
+        z = self.project(self.backbone(torch.cat([v1, v2])))
+        return z[: v1.shape[0]], z[v1.shape[0] :]
 
     def embed(self, v: torch.Tensor) -> torch.Tensor:
         """Normalised head output z = g(f(v)) of an already augmented view."""

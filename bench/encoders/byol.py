@@ -54,9 +54,6 @@ class BYOL(MomentumEncoder):
         self._init_momentum(momentum, momentum_end, momentum_steps)
         self.criterion = NegativeCosineSimilarity()
 
-    def project(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
         b = v1.shape[0]
         views = torch.cat([v1, v2])

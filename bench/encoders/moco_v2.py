@@ -78,9 +78,6 @@ class MoCoV2(MomentumEncoder):
             mb.register_buffer("bank", mb.bank, persistent=True)
             mb.register_buffer("bank_ptr", mb.bank_ptr, persistent=True)
 
-    def project(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
         b = v1.shape[0]
         q = self.head(self.backbone(v1))

@@ -35,12 +35,9 @@ class SimCLR(Encoder):
         self.criterion = NTXentLoss(temperature=temperature)
         self.criterion.cross_entropy = nn.CrossEntropyLoss(reduction="none")
 
-    def project(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
+        za, zb = self.project_pair(v1, v2)
+        with full_precision(za):
+            rows = self.criterion(za.float(), zb.float())
         b = v1.shape[0]
-        z = self.head(self.backbone(torch.cat([v1, v2])))
-        with full_precision(z):
-            rows = self.criterion(z[:b].float(), z[b:].float())
         return 0.5 * (rows[:b] + rows[b:])

@@ -52,13 +52,9 @@ class VICReg(Encoder):
         self.head = VICRegProjectionHead(self.feat_dim, hidden_dim, proj_dim)
         self.criterion = VICRegLoss(lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param)
 
-    def project(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
-        b = v1.shape[0]
-        z = self.head(self.backbone(torch.cat([v1, v2]))).float()
-        return self.per_sample_loss(z[:b], z[b:])
+        za, zb = self.project_pair(v1, v2)
+        return self.per_sample_loss(za.float(), zb.float())
 
     def per_sample_loss(self, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
         """[B] values whose mean is ``VICRegLoss()(za, zb)`` (see the class docstring)."""
