@@ -191,23 +191,21 @@ def measure_throughput(encoder: str = "simclr", backbone: str = "convnet-s", siz
             for _ in range(steps):
                 enc.project(enc.backbone(enc.augment(x, gen)))
 
-    best_train, best_infer = math.inf, math.inf
+    def best_time(work) -> float:
+        work()  # warm-up (allocator, oneDNN / cuDNN kernel choice)
+        best = math.inf
+        for _ in range(repeats):
+            sync()
+            t0 = clock()
+            work()
+            sync()
+            best = min(best, clock() - t0)
+        return best
+
     enc.train()
-    train_steps()  # warm-up (allocator, oneDNN / cuDNN kernel choice)
-    for _ in range(repeats):
-        sync()
-        t0 = clock()
-        train_steps()
-        sync()
-        best_train = min(best_train, clock() - t0)
+    best_train = best_time(train_steps)
     enc.eval()
-    audit_views()
-    for _ in range(repeats):
-        sync()
-        t0 = clock()
-        audit_views()
-        sync()
-        best_infer = min(best_infer, clock() - t0)
+    best_infer = best_time(audit_views)
     n = steps * batch_size
     return n / best_train, n / best_infer
 

@@ -44,3 +44,12 @@ def test_describe_states_time_only_with_throughputs() -> None:
     assert "->" not in describe(matrix_from_dict(BASE))
     unknown = matrix_from_dict({**BASE, "datasets": ["imagefolder:/nowhere"]})
     assert "size unknown for imagefolder:/nowhere" in describe(unknown)
+
+
+def test_measure_throughput_times_training_and_audit_passes() -> None:
+    import math
+
+    from bench.estimate import measure_throughput
+
+    train, infer = measure_throughput(size=16, batch_size=16, steps=1, repeats=1, precision="fp32", device="cpu")
+    assert 0 < train < math.inf and 0 < infer < math.inf
