@@ -76,6 +76,7 @@ class Cell:
     seed: int
     encoder_params: tuple[tuple[str, Any], ...] = ()
     train: TrainBudget = field(default_factory=TrainBudget)
+    train_overrides: tuple[tuple[str, Any], ...] = ()  # the encoder's own changes to the matrix's train
     data: DataOptions = field(default_factory=DataOptions)
     audit: AuditOptions = field(default_factory=AuditOptions)
     methods: tuple[MethodSpec, ...] = ()
@@ -87,9 +88,12 @@ class Cell:
 
     @property
     def encoder_label(self) -> str:
-        """The encoder with its non-default params, so two variants never share a table."""
+        """The encoder with its non-default params and, in brackets, its own train overrides
+        (e.g. ``moco_v2(memory_bank=512)[batch_size=64]``), so two variants never share a table."""
         params = ",".join(f"{k}={v}" for k, v in self.encoder_params)
-        return f"{self.encoder}({params})" if params else self.encoder
+        label = f"{self.encoder}({params})" if params else self.encoder
+        train = ",".join(f"{k}={v}" for k, v in self.train_overrides)
+        return f"{label}[{train}]" if train else label
 
     @property
     def label(self) -> str:
@@ -170,6 +174,7 @@ class Matrix:
                                 seed=int(seed),
                                 encoder_params=tuple(sorted(enc.params.items())),
                                 train=train,
+                                train_overrides=tuple(sorted(enc.train.items())),
                                 data=self.data,
                                 audit=self.audit,
                                 methods=tuple(self.methods),

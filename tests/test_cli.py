@@ -139,3 +139,17 @@ def test_ls_and_validate(capsys):
     assert "finetune" in out and "needs=['retain']" in out
     assert main(["validate", "--matrix", "smoke"]) == 0
     assert "is valid" in capsys.readouterr().out
+
+
+def test_encoder_train_overrides_name_their_own_table(write_matrix):
+    """Two entries of one encoder that differ only in their train recipe never share a label."""
+    from bench.config import load_matrix
+
+    encs = [{"name": "moco_v2", "backbone": "convnet-s", "params": {"memory_bank": 64}},
+            {"name": "moco_v2", "backbone": "convnet-s", "params": {"memory_bank": 64},
+             "train": {"batch_size": 64}}]
+    base, small = load_matrix(str(write_matrix("overrides", encoders=encs))).cells()
+    assert base.encoder_label == "moco_v2(memory_bank=64)"
+    assert small.encoder_label == "moco_v2(memory_bank=64)[batch_size=64]"
+    assert (base.train.batch_size, small.train.batch_size) == (128, 64)
+    assert base.identity() != small.identity()

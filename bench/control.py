@@ -1,0 +1,124 @@
+"""A control for "retrain's FA equals its TA": is D_f a fair sample of the non-members?
+
+Retrain never saw D_f, so its forget accuracy should match its test accuracy up to the
+sampling noise of |D_f| images, unless the training split itself differs from the test
+split (JPEG copies, near-duplicates, a biased member subset). This scores each cell's
+retrain with the linear-probe auditor's own probe (fit on the same D_r sample) on D_f,
+D_v, a pool of training images outside the member subset and D_t, and places FA among
+the accuracies of random |D_f|-image draws from that pool. A pool that matches TA while
+FA sits in the pool draws' tail says the gap is the draw, not the protocol.
+
+    python -m bench.control --matrix cpu --cache-dir /work/model_cache [--encoder simclr]
+
+The retrain comes from the model cache (trained first if the cache lacks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import Cell, load_matrix
+from bench.device import autocast
+from bench.encoders.base import Encoder
+from bench.probe import fit_probe
+from bench.runner import CellRunner
+
+POOL = 5000  # training images outside the member subset that are scored
+DRAWS = 10000  # random |D_f|-image draws from the pool
+
+
+@dataclass
+class Control:
+    cell: str
+    n_forget: int
+    fa: float
+    va: float  # D_v: training-split non-members inside the member subset
+    pool: float  # training-split non-members outside it
+    pool_lo: float  # 2.5th and 97.5th percentile of |D_f|-image draws from the pool
+    pool_hi: float
+    fa_percentile: float  # share of pool draws (%) with accuracy <= FA
+    ta: float
+
+
+@torch.no_grad()
+def _features(enc: Encoder, x: torch.Tensor, cr: CellRunner) -> np.ndarray:
+    bs = cr.cell.audit.batch_size
+    out = []
+    for s in range(0, len(x), bs):
+        with autocast(cr.device, cr.cell.precision):
+            out.append(enc.features(x[s : s + bs].to(cr.device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, enc.feat_dim), dtype=np.float32)
+
+
+def outside_pool(cr: CellRunner, n: int = POOL) -> np.ndarray:
+    """Up to ``n`` training indices that are neither members nor D_v (fixed draw)."""
+    used = np.concatenate([cr.split.members, cr.split.val])
+    rest = np.setdiff1d(np.arange(len(cr.data.train_y)), used)
+    return np.sort(np.random.default_rng(7).permutation(rest)[:n])
+
+
+def control(cell: Cell, cache_root: Path) -> Control:
+    """The FA control of one cell (its first deletion request)."""
+    cr = CellRunner(cell, cache_root)
+    forgotten, retain = cr.split.after_request(0)
+    enc, _ = cr.trained(retain, cell.seed, "retrain")
+    fit_on = cr.audit_views(forgotten, retain)["retain"]
+    probe = fit_probe(_features(enc, fit_on.x, cr), fit_on.y.cpu().numpy())
+
+    def correct(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        return probe.predict(_features(enc, x, cr)) == y.numpy() if len(y) else np.zeros(0, bool)
+
+    tx, ty = cr.data.train_x, cr.data.train_y
+    pool = outside_pool(cr)
+    hits = correct(tx[pool], ty[pool])
+    fa = 100 * correct(tx[forgotten], ty[forgotten]).mean()
+    nf = len(forgotten)
+    if len(hits) >= nf:
+        rng = np.random.default_rng(11)
+        draws = 100 * np.array([hits[rng.choice(len(hits), nf, replace=False)].mean() for _ in range(DRAWS)])
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        pct = 100 * float((draws <= fa).mean())
+    else:  # every training image is a member or in D_v: no outside pool
+        lo = hi = pct = float("nan")
+    te = torch.as_tensor(cr.split.test)
+    return Control(
+        cell=cell.label, n_forget=nf, fa=fa,
+        va=100 * correct(tx[cr.split.val], ty[cr.split.val]).mean(),
+        pool=100 * hits.mean() if len(hits) else float("nan"), pool_lo=lo, pool_hi=hi,
+        fa_percentile=pct, ta=100 * correct(cr.data.test_x[te], cr.data.test_y[te]).mean(),
+    )
+
+
+def markdown(rows: list[Control]) -> str:
+    head = ("| cell | FA (D_f) | D_v | outside pool [95 % of draws of n images] | FA's percentile among draws "
+            "| TA | FA - TA |\n|---|---:|---:|---|---:|---:|---:|")
+    lines = [
+        f"| {r.cell} | {r.fa:.1f} (n={r.n_forget}) | {r.va:.1f} | {r.pool:.1f} [{r.pool_lo:.1f}, {r.pool_hi:.1f}] "
+        f"| {r.fa_percentile:.1f} | {r.ta:.1f} | {r.fa - r.ta:+.1f} |"
+        for r in rows
+    ]
+    return "\n".join([head, *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.control", description=__doc__.splitlines()[0])
+    ap.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
+    ap.add_argument("--cache-dir", type=Path, default=Path("results/cache"), help="model cache")
+    ap.add_argument("--encoder", help="only the cells of this encoder")
+    args = ap.parse_args(argv)
+    cells = [c for c in load_matrix(args.matrix).cells() if args.encoder in (None, c.encoder)]
+    if not cells:
+        print(f"error: matrix {args.matrix} has no cells for encoder {args.encoder!r}", file=sys.stderr)
+        return 2
+    print(markdown([control(c, args.cache_dir) for c in cells]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

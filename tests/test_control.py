@@ -1,0 +1,37 @@
+"""The FA control scores retrain with the linear-probe auditor's own probe on a disjoint pool."""
+
+from __future__ import annotations
+
+from bench.config import load_matrix
+from bench.control import control, main, outside_pool
+from bench.probe import probe_probs
+from bench.runner import CellRunner
+
+DATA = {"n_val": 100, "n_train": 600}  # digits has 1,201 training images: ~500 lie outside
+
+
+def test_control_matches_the_auditor_and_uses_an_outside_pool(write_matrix, results_dir, capsys):
+    path = write_matrix("control", data=DATA)
+    cell = load_matrix(str(path)).cells()[0]
+    cache = results_dir / "cache"
+    got = control(cell, cache)
+
+    cr = CellRunner(cell, cache)
+    pool = outside_pool(cr)
+    assert len(pool) == 1201 - 700
+    assert not set(pool) & set(cr.split.members) and not set(pool) & set(cr.split.val)
+    forgotten, retain = cr.split.after_request(0)
+    enc, _ = cr.trained(retain, cell.seed, "retrain")  # the cached model the control scored
+    mf = cr.features(enc, "retrain", cr.audit_views(forgotten, retain), 0)
+    probs = probe_probs(mf, cr.data.num_classes)
+    fa = 100 * (probs["forget"].argmax(1) == mf.labels["forget"]).mean()
+    ta = 100 * (probs["test"].argmax(1) == mf.labels["test"]).mean()
+    assert got.fa == fa and got.ta == ta  # the same probe on the same features as the auditor
+    assert got.n_forget == len(forgotten) == 60
+    assert got.pool_lo <= got.pool_hi and 0 <= got.fa_percentile <= 100
+    assert 0 <= got.va <= 100
+
+    assert main(["--matrix", str(path), "--cache-dir", str(cache)]) == 0
+    table = capsys.readouterr().out
+    assert cell.label in table and f"{got.fa:.1f} (n=60)" in table
+    assert main(["--matrix", str(path), "--cache-dir", str(cache), "--encoder", "byol"]) == 2
