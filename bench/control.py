@@ -110,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.control", description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
     ap.add_argument("--cache-dir", type=Path, default=Path("results/cache"), help="model cache")
+    ap.add_argument("--data-root", default="", help="data sets folder (default: $BENCH_DATA)")
     ap.add_argument("--encoder", help="only the cells of this encoder")
     args = ap.parse_args(argv)
-    cells = [c for c in load_matrix(args.matrix).cells() if args.encoder in (None, c.encoder)]
+    cells = [c for c in load_matrix(args.matrix).cells(args.data_root) if args.encoder in (None, c.encoder)]
     if not cells:
         print(f"error: matrix {args.matrix} has no cells for encoder {args.encoder!r}", file=sys.stderr)
         return 2

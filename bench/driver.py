@@ -126,6 +126,9 @@ def run_matrix(opts: RunOptions) -> RunSummary:
             tracker.log_cell(exp_id, parent, result)
             trained += sum(e.startswith("trained ") for e in result.events)
             cache_hits += sum(e.startswith("cache hit") for e in result.events)
+            # provenance so far: a run killed later still shows its wall time to this cell
+            tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
+                                        "bench.models_trained": trained, "bench.cache_hits": cache_hits})
             if result.error:
                 summary.failed.append(f"{result.cell.label}: {result.error}")
             for row in result.rows:
@@ -169,7 +172,9 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     out = write_leaderboard(md, path)
     if benchmarks is not None:
         used = set(latest(df).parent_run) if len(df) and "parent_run" in df else set()
-        runs = [i for i in tracker.invocations(matrix_name) if i["run_id"] in used]
+        last = df.groupby("parent_run").start_time.max()  # rows are logged as their cell ends
+        runs = [{**i, "last_result": int(last[i["run_id"]])} for i in tracker.invocations(matrix_name)
+                if i["run_id"] in used]
         # no figure links: they point into the results folder, which the repository lacks
         publish(Path(benchmarks), matrix_name, build_markdown(df, metric_specs(), matrix_name), runs)
     return out

@@ -88,6 +88,18 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
+def wall_seconds(inv: Mapping[str, Any]) -> float | None:
+    """An invocation's wall time: its ``bench.wall_s`` tag (rewritten after every cell, so a
+    killed run keeps the time to its last cell), else, for stores written before that, the
+    time from its start to its last logged result (``last_result``, ms), else None."""
+    wall = inv.get("tags", {}).get("bench.wall_s")
+    if wall:
+        return float(wall)
+    if inv.get("last_result"):
+        return (inv["last_result"] - inv.get("start_time", 0)) / 1000
+    return None
+
+
 def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
     """A table of the invocations whose rows the leaderboard shows, oldest first."""
     lines = ["| date (UTC) | command | commit | machine | wall time | models trained / from cache |",
@@ -95,8 +107,13 @@ def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
     for inv in invocations:
         tags = inv.get("tags", {})
         date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(inv.get("start_time", 0) / 1000))
-        wall = tags.get("bench.wall_s")
-        wall_txt = _duration(float(wall)) if wall else f"no wall time ({inv.get('status', '?')})"
+        wall = wall_seconds(inv)
+        if wall is None:
+            wall_txt = f"no wall time ({inv.get('status', '?')})"
+        elif inv.get("status") in ("FINISHED", "FAILED"):
+            wall_txt = _duration(wall)
+        else:  # killed: its parent run never ended
+            wall_txt = f"{_duration(wall)} to its last result (interrupted)"
         models = f"{tags.get('bench.models_trained', '?')} / {tags.get('bench.cache_hits', '?')}"
         cmd = tags.get("bench.command") or tags.get("bench.argv", "?")
         lines.append(f"| {date} | `{cmd}` | {tags.get('bench.commit', '?')} | "
@@ -111,7 +128,7 @@ def leaderboard_block(matrix: str, leaderboard_md: str,
     body = []
     for line in leaderboard_md.strip().splitlines():
         body.append("##" + line if line.startswith("#") else line)
-    total = sum(float(i.get("tags", {}).get("bench.wall_s") or 0) for i in invocations)
+    total = sum(wall_seconds(i) or 0.0 for i in invocations)
     head = [f"Written by `python -m bench report --matrix {matrix} --benchmarks BENCHMARKS.md` "
             "from the MLflow store; nothing below is typed by hand. The results come from "
             f"these invocations (total wall time {_duration(total)}):", "",

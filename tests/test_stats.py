@@ -9,7 +9,7 @@ import pytest
 
 from bench.audit import MetricSpec
 from bench.leaderboard import build_markdown, cell_table, overall_table
-from bench.publish import command_line, leaderboard_block, splice
+from bench.publish import command_line, leaderboard_block, splice, wall_seconds
 from bench.stats import best_methods, column_digits, fmt_stats, seed_stats, t_critical
 
 UP = MetricSpec("TA", "test accuracy", higher_is_better=True)
@@ -140,6 +140,19 @@ def test_publish_splices_between_markers() -> None:
     assert twice.splitlines().count("<!-- leaderboard:cpu:start -->") == 1
     assert "| def |" in twice and "| abc |" not in twice
     assert twice.endswith("## Next\nx\n") and "intro quoting `<!-- leaderboard:cpu:start -->` and" in twice
+
+
+def test_interrupted_invocations_show_the_time_to_their_last_result() -> None:
+    tags = {"bench.command": "c", "bench.commit": "abc", "bench.machine": "m"}
+    killed_old = {"start_time": 60_000, "status": "RUNNING", "tags": tags, "last_result": 780_000}
+    killed_new = {"start_time": 0, "status": "RUNNING", "last_result": 1,
+                  "tags": {**tags, "bench.wall_s": "125", "bench.models_trained": "2", "bench.cache_hits": "4"}}
+    lost = {"start_time": 0, "status": "RUNNING", "tags": tags}
+    assert (wall_seconds(killed_old), wall_seconds(killed_new), wall_seconds(lost)) == (720.0, 125.0, None)
+    block = leaderboard_block("cpu", "# Leaderboard: cpu", [killed_old, killed_new, lost])
+    assert "| 12m 00s to its last result (interrupted) | ? / ? |" in block
+    assert "| 2m 05s to its last result (interrupted) | 2 / 4 |" in block
+    assert "| no wall time (RUNNING) |" in block and "total wall time 14m 05s" in block
 
 
 def test_command_line_is_what_a_user_retypes(monkeypatch: pytest.MonkeyPatch) -> None:
