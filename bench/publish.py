@@ -112,8 +112,8 @@ def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
             wall_txt = f"no wall time ({inv.get('status', '?')})"
         elif inv.get("status") in ("FINISHED", "FAILED"):
             wall_txt = _duration(wall)
-        else:  # killed: its parent run never ended
-            wall_txt = f"{_duration(wall)} to its last result (interrupted)"
+        else:  # its parent run never ended: killed, or a report taken while it runs
+            wall_txt = f"{_duration(wall)} to its last result (interrupted or still running)"
         models = f"{tags.get('bench.models_trained', '?')} / {tags.get('bench.cache_hits', '?')}"
         cmd = tags.get("bench.command") or tags.get("bench.argv", "?")
         lines.append(f"| {date} | `{cmd}` | {tags.get('bench.commit', '?')} | "
