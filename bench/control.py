@@ -5,8 +5,8 @@ sampling noise of |D_f| images, unless the training split itself differs from th
 split (JPEG copies, near-duplicates, a biased member subset). This scores each cell's
 retrain with the linear-probe auditor's own probe (fit on the same D_r sample) on D_f,
 D_v, a pool of training images outside the member subset and D_t, and places FA among
-the accuracies of random |D_f|-image draws from that pool. A pool that matches TA while
-FA sits in the pool draws' tail says the gap is the draw, not the protocol.
+the accuracies of random |D_f|-image draws from that pool (hypergeometric, exact). A pool
+that matches TA while FA sits in the draws' tail says the gap is the draw, not the protocol.
 
     python -m bench.control --matrix cpu --cache-dir /work/model_cache [--encoder simclr]
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import hypergeom
 
 from bench.config import Cell, load_matrix
 from bench.device import autocast
@@ -30,7 +31,6 @@ from bench.probe import fit_probe
 from bench.runner import CellRunner
 
 POOL = 5000  # training images outside the member subset that are scored
-DRAWS = 10000  # random |D_f|-image draws from the pool
 
 
 @dataclass
@@ -40,9 +40,9 @@ class Control:
     fa: float
     va: float  # D_v: training-split non-members inside the member subset
     pool: float  # training-split non-members outside it
-    pool_lo: float  # 2.5th and 97.5th percentile of |D_f|-image draws from the pool
+    pool_lo: float  # 2.5th and 97.5th percentile of the accuracy of |D_f|-image draws from the pool
     pool_hi: float
-    fa_percentile: float  # share of pool draws (%) with accuracy <= FA
+    fa_percentile: float  # P(a draw's accuracy <= FA), %
     ta: float
 
 
@@ -63,6 +63,17 @@ def outside_pool(cr: CellRunner, n: int = POOL) -> np.ndarray:
     return np.sort(np.random.default_rng(7).permutation(rest)[:n])
 
 
+def draw_stats(hits: np.ndarray, n: int, acc: float) -> tuple[float, float, float]:
+    """For random n-image draws (without replacement) from a pool with per-image correctness
+    ``hits``: the 2.5th and 97.5th percentile of their accuracy (%) and P(accuracy <= acc) (%).
+    The number correct is hypergeometric, so this is exact; NaN when the pool has < n images."""
+    if len(hits) < n:
+        return float("nan"), float("nan"), float("nan")
+    draw = hypergeom(len(hits), int(np.sum(hits)), n)
+    lo, hi = 100 * draw.ppf([0.025, 0.975]) / n
+    return float(lo), float(hi), 100 * float(draw.cdf(round(acc * n / 100)))
+
+
 def control(cell: Cell, cache_root: Path) -> Control:
     """The FA control of one cell (its first deletion request)."""
     cr = CellRunner(cell, cache_root)
@@ -79,13 +90,7 @@ def control(cell: Cell, cache_root: Path) -> Control:
     hits = correct(tx[pool], ty[pool])
     fa = 100 * correct(tx[forgotten], ty[forgotten]).mean()
     nf = len(forgotten)
-    if len(hits) >= nf:
-        rng = np.random.default_rng(11)
-        draws = 100 * np.array([hits[rng.choice(len(hits), nf, replace=False)].mean() for _ in range(DRAWS)])
-        lo, hi = np.percentile(draws, [2.5, 97.5])
-        pct = 100 * float((draws <= fa).mean())
-    else:  # every training image is a member or in D_v: no outside pool
-        lo = hi = pct = float("nan")
+    lo, hi, pct = draw_stats(hits, nf, fa)
     te = torch.as_tensor(cr.split.test)
     return Control(
         cell=cell.label, n_forget=nf, fa=fa,
@@ -96,7 +101,7 @@ def control(cell: Cell, cache_root: Path) -> Control:
 
 
 def markdown(rows: list[Control]) -> str:
-    head = ("| cell | FA (D_f) | D_v | outside pool [95 % of draws of n images] | FA's percentile among draws "
+    head = ("| cell | FA (D_f) | D_v | outside pool [95 % of draws of n images] | P(draw <= FA) % "
             "| TA | FA - TA |\n|---|---:|---:|---|---:|---:|---:|")
     lines = [
         f"| {r.cell} | {r.fa:.1f} (n={r.n_forget}) | {r.va:.1f} | {r.pool:.1f} [{r.pool_lo:.1f}, {r.pool_hi:.1f}] "

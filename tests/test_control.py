@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from bench.config import load_matrix
-from bench.control import control, main, outside_pool
+from bench.control import control, draw_stats, main, outside_pool
 from bench.probe import probe_probs
 from bench.runner import CellRunner
 
@@ -35,3 +39,14 @@ def test_control_matches_the_auditor_and_uses_an_outside_pool(write_matrix, resu
     table = capsys.readouterr().out
     assert cell.label in table and f"{got.fa:.1f} (n=60)" in table
     assert main(["--matrix", str(path), "--cache-dir", str(cache), "--encoder", "byol"]) == 2
+
+
+def test_draw_stats_known_answers():
+    half = np.arange(1000) % 2 == 0  # a pool that is right on half its images
+    lo, hi, pct = draw_stats(half, 200, 50.0)
+    se = 100 * math.sqrt(0.25 / 200 * (1000 - 200) / 999)  # finite-population SE: 3.16 points
+    assert abs(lo - (50 - 1.96 * se)) < 1.0 and abs(hi - (50 + 1.96 * se)) < 1.0
+    assert 50 < pct < 60  # P(X <= the mean) of a symmetric discrete law: a little over half
+    assert draw_stats(half, 200, 30.0)[2] < 1e-6  # 20 points below: far in the tail
+    assert draw_stats(np.ones(300, bool), 200, 100.0) == (100.0, 100.0, 100.0)
+    assert all(math.isnan(v) for v in draw_stats(half[:100], 200, 50.0))
