@@ -25,8 +25,7 @@ import torch
 from scipy.stats import hypergeom
 
 from bench.config import Cell, load_matrix
-from bench.device import autocast
-from bench.encoders.base import Encoder
+from bench.features import clean_features
 from bench.probe import fit_probe
 from bench.runner import CellRunner
 
@@ -44,16 +43,6 @@ class Control:
     pool_hi: float
     fa_percentile: float  # P(a draw's accuracy <= FA), %
     ta: float
-
-
-@torch.no_grad()
-def _features(enc: Encoder, x: torch.Tensor, cr: CellRunner) -> np.ndarray:
-    bs = cr.cell.audit.batch_size
-    out = []
-    for s in range(0, len(x), bs):
-        with autocast(cr.device, cr.cell.precision):
-            out.append(enc.features(x[s : s + bs].to(cr.device)).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, enc.feat_dim), dtype=np.float32)
 
 
 def outside_pool(cr: CellRunner, n: int = POOL) -> np.ndarray:
@@ -80,10 +69,14 @@ def control(cell: Cell, cache_root: Path) -> Control:
     forgotten, retain = cr.split.after_request(0)
     enc, _ = cr.trained(retain, cell.seed, "retrain")
     fit_on = cr.audit_views(forgotten, retain)["retain"]
-    probe = fit_probe(_features(enc, fit_on.x, cr), fit_on.y.cpu().numpy())
+
+    def feats(x: torch.Tensor) -> np.ndarray:  # as the auditors see them (bench.features.extract)
+        return clean_features(enc, x, cell.audit.batch_size, cr.device, cell.precision)
+
+    probe = fit_probe(feats(fit_on.x), fit_on.y.cpu().numpy())
 
     def correct(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        return probe.predict(_features(enc, x, cr)) == y.numpy() if len(y) else np.zeros(0, bool)
+        return probe.predict(feats(x)) == y.numpy() if len(y) else np.zeros(0, bool)
 
     tx, ty = cr.data.train_x, cr.data.train_y
     pool = outside_pool(cr)

@@ -116,6 +116,11 @@ def run_matrix(opts: RunOptions) -> RunSummary:
     parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv),
                                            **provenance_tags(matrix.device)})
     trained = cache_hits = 0
+
+    def provenance() -> None:  # for `report --benchmarks`: the invocation's wall time and cache use
+        tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
+                                    "bench.models_trained": trained, "bench.cache_hits": cache_hits})
+
     summary = RunSummary(resumed=len(done))
     log.info("matrix %s: %d cells, %d with work left; %d finished results found (resume)",
              matrix.name, len(all_cells), len(cells), len(done))
@@ -126,9 +131,7 @@ def run_matrix(opts: RunOptions) -> RunSummary:
             tracker.log_cell(exp_id, parent, result)
             trained += sum(e.startswith("trained ") for e in result.events)
             cache_hits += sum(e.startswith("cache hit") for e in result.events)
-            # provenance so far: a run killed later still shows its wall time to this cell
-            tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
-                                        "bench.models_trained": trained, "bench.cache_hits": cache_hits})
+            provenance()  # so far: a run killed later still shows its wall time to this cell
             if result.error:
                 summary.failed.append(f"{result.cell.label}: {result.error}")
             for row in result.rows:
@@ -141,9 +144,8 @@ def run_matrix(opts: RunOptions) -> RunSummary:
                     summary.finished += 1
             log.info("[%d/%d] %s %s", i, len(cells), result.cell.label,
                      f"FAILED: {result.error}" if result.error else "done")
-    finally:  # provenance for `report --benchmarks`: the invocation's wall time and cache use
-        tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
-                                    "bench.models_trained": trained, "bench.cache_hits": cache_hits})
+    finally:
+        provenance()
         tracker.end_parent(parent, failed=bool(summary.failed))
     summary.leaderboard = report(matrix.name, opts.results_dir, opts.tracking_uri)
     summary.seconds = time.perf_counter() - t0

@@ -103,6 +103,17 @@ def _pooled_losses(
 
 
 @torch.no_grad()
+def clean_features(encoder: Encoder, x: torch.Tensor, batch_size: int, device: torch.device,
+                   precision: str) -> np.ndarray:
+    """Backbone features f(x) [n, d] of un-augmented uint8 images, batch by batch (fp32)."""
+    out = []
+    for s in range(0, len(x), batch_size):
+        with autocast(device, precision):
+            out.append(encoder.features(x[s : s + batch_size].to(device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, encoder.feat_dim), dtype=np.float32)
+
+
+@torch.no_grad()
 def extract(
     encoder: Encoder,
     name: str,
@@ -122,14 +133,14 @@ def extract(
     align_views = np.zeros((0, opts.views, 1), dtype=np.float32)
     for split, view in views.items():
         gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{split}".encode()))
-        feats, scores, ah, ab = [], [], [], []
+        scores, ah, ab = [], [], []
+        out["feats"][split] = clean_features(encoder, view.x, bs, device, precision)
         for s in range(0, len(view), bs):
-            x = view.x[s : s + bs]
             with autocast(device, precision):
-                feats.append(encoder.features(x).float().cpu())
-                cs = encoder.class_scores(x)
-            if cs is not None:
-                scores.append(cs.float().cpu())
+                cs = encoder.class_scores(view.x[s : s + bs])
+            if cs is None:  # an encoder without a classifier answers None for every batch
+                break
+            scores.append(cs.float().cpu())
         for s in range(0, len(view), vb):
             x = view.x[s : s + vb]
             rep = x.repeat_interleave(opts.views, dim=0)
@@ -143,7 +154,6 @@ def extract(
             ab.append(_mean_pairwise_cos(f.float().view(n, opts.views, -1)).cpu())
             if split == "forget" and s == 0:
                 align_views = zv[:ALIGN_SAMPLES].cpu().numpy()
-        out["feats"][split] = torch.cat(feats).numpy() if feats else np.zeros((0, encoder.feat_dim))
         out["labels"][split] = view.y.cpu().numpy()
         out["align_head"][split] = torch.cat(ah).numpy() if ah else np.zeros(0)
         out["align_backbone"][split] = torch.cat(ab).numpy() if ab else np.zeros(0)
