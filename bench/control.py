@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from scipy.stats import hypergeom
 from bench.config import Cell, load_matrix
 from bench.features import clean_features
 from bench.probe import fit_probe
+from bench.publish import command_line, git_commit, machine, write_block
 from bench.runner import CellRunner
 
 POOL = 5000  # training images outside the member subset that are scored
@@ -110,12 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Path("results/cache"), help="model cache")
     ap.add_argument("--data-root", default="", help="data sets folder (default: $BENCH_DATA)")
     ap.add_argument("--encoder", help="only the cells of this encoder")
+    ap.add_argument("--benchmarks", type=Path, help="also write the table between this file's "
+                    "<!-- control:<matrix>:start/end --> markers")
     args = ap.parse_args(argv)
     cells = [c for c in load_matrix(args.matrix).cells(args.data_root) if args.encoder in (None, c.encoder)]
     if not cells:
         print(f"error: matrix {args.matrix} has no cells for encoder {args.encoder!r}", file=sys.stderr)
         return 2
-    print(markdown([control(c, args.cache_dir) for c in cells]))
+    table = markdown([control(c, args.cache_dir) for c in cells])
+    print(table)
+    if args.benchmarks:
+        cmd = command_line(None if argv is None else ["control.py", *argv], module="bench.control")
+        head = (f"Written by `{cmd}` at {git_commit()} on "
+                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}; nothing below "
+                "is typed by hand.")
+        write_block(args.benchmarks, load_matrix(args.matrix).name, f"{head}\n\n{table}", kind="control")
     return 0
 
 

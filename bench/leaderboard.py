@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.audit import MetricSpec
+from bench.sanity import sanity_table
+from bench.splits import parse_scenario
 from bench.stats import best_methods, column_digits, fmt_stats, seed_stats
 
 GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]
@@ -180,6 +182,8 @@ def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str
         out += ["", "</details>"]
         if figure_links and key in figure_links:
             out += ["", f"Alignment matrices: [{Path(figure_links[key]).name}]({figure_links[key]})"]
+        sanity = sanity_table(latest(sub), class_forgetting=parse_scenario(str(sc)).kind == "class")
+        out += ["", *sanity] if sanity else []
         flags = flag_notes(sub)
         out += ["", "Flags (bench/flags.py):", *flags] if flags else []
         out.append("")

@@ -23,12 +23,13 @@ from typing import Any
 SECTION = "<!-- section: leaderboards -->"
 
 
-def command_line(argv: Sequence[str] | None = None) -> str:
-    """The invocation as a user would retype it (``python -m bench ...``), with ``BENCH_DATA``
+def command_line(argv: Sequence[str] | None = None, module: str = "bench") -> str:
+    """The invocation as a user would retype it (``python -m <module> ...``), with ``BENCH_DATA``
     when it is set (it decides which data the run read)."""
     argv = list(sys.argv if argv is None else argv)
     prog = Path(argv[0]).name if argv else ""
-    head = ["python", "-m", "bench"] if prog in ("__main__.py", "bench", "") else [prog]
+    as_module = ("__main__.py", module, "", module.rsplit(".", 1)[-1] + ".py")
+    head = ["python", "-m", module] if prog in as_module else [prog]
     env = f"BENCH_DATA={shlex.quote(os.environ['BENCH_DATA'])} " if os.environ.get("BENCH_DATA") else ""
     return env + shlex.join(head + argv[1:])
 
@@ -136,10 +137,10 @@ def leaderboard_block(matrix: str, leaderboard_md: str,
     return "\n".join(head + body)
 
 
-def splice(text: str, matrix: str, block: str) -> str:
-    """``text`` with ``block`` between the matrix's markers; the markers are added at the
-    end of the leaderboards section (or of the file) when absent."""
-    start, end = f"<!-- leaderboard:{matrix}:start -->", f"<!-- leaderboard:{matrix}:end -->"
+def splice(text: str, matrix: str, block: str, kind: str = "leaderboard") -> str:
+    """``text`` with ``block`` between the matrix's ``<!-- <kind>:<matrix>:start/end -->``
+    markers; they are added at the end of the leaderboards section (or of the file) when absent."""
+    start, end = f"<!-- {kind}:{matrix}:start -->", f"<!-- {kind}:{matrix}:end -->"
     new = f"{start}\n{block.strip()}\n{end}"
     # markers count only on a line of their own (prose may quote them)
     found = re.search(rf"^{re.escape(start)}[ \t]*$(.*?)^{re.escape(end)}[ \t]*$", text, re.M | re.S)
@@ -156,10 +157,15 @@ def splice(text: str, matrix: str, block: str) -> str:
 
 def publish(path: Path, matrix: str, leaderboard_md: str,
             invocations: Sequence[Mapping[str, Any]]) -> Path:
-    """Rewrite the matrix's block in ``path`` (atomically)."""
+    """Rewrite the matrix's leaderboard block in ``path`` (atomically)."""
+    return write_block(path, matrix, leaderboard_block(matrix, leaderboard_md, invocations))
+
+
+def write_block(path: Path, matrix: str, block: str, kind: str = "leaderboard") -> Path:
+    """Rewrite the matrix's ``kind`` block in ``path`` (atomically)."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
-    out = splice(text, matrix, leaderboard_block(matrix, leaderboard_md, invocations))
+    out = splice(text, matrix, block, kind)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(out)
     os.replace(tmp, path)

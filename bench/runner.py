@@ -97,14 +97,23 @@ class CellRunner:
         t = torch.as_tensor(self.split.test, dtype=torch.long)
         return DataView(self.data.test_x[t], self.data.test_y[t], t, "test").to(self.device)
 
-    def audit_views(self, forgotten: np.ndarray, retain: np.ndarray) -> dict[str, DataView]:
+    def audit_members(self, retain: np.ndarray) -> np.ndarray:
+        """The retain members the auditors score: a fixed sample of at most ``max_members``."""
         rng = np.random.default_rng([self.cell.seed, 101])
-        members = np.sort(rng.permutation(retain)[: self.cell.audit.max_members])
+        return np.sort(rng.permutation(retain)[: self.cell.audit.max_members])
+
+    def audit_views(self, forgotten: np.ndarray, retain: np.ndarray) -> dict[str, DataView]:
         return {
             "forget": self.train_view(forgotten, "forget"),
-            "retain": self.train_view(members, "retain"),
+            "retain": self.train_view(self.audit_members(retain), "retain"),
             "test": self.test_view(),
         }
+
+    def audit_sizes(self, r: int) -> dict[str, int]:
+        """Sizes of request ``r``'s audit views, without building them (bench/sanity.py)."""
+        forgotten, retain = self.split.after_request(r)
+        return {"forget": len(forgotten), "retain": len(self.audit_members(retain)),
+                "test": len(self.split.test)}
 
     # --- models --------------------------------------------------------------
     def new_encoder(self, seed: int) -> Encoder:
@@ -243,10 +252,11 @@ class CellRunner:
              retrain: dict[str, float], views: dict[str, DataView]) -> None:
         """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/flags.py)."""
         mine = [row for row in rows if row.request == r]
+        sizes = {k: len(v) for k, v in views.items()}
         flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished"},
-                           orig, retrain, {k: len(v) for k, v in views.items()},
-                           class_forgetting=self.scenario.kind == "class")
+                           orig, retrain, sizes, class_forgetting=self.scenario.kind == "class")
         for row in mine:
+            row.info["sizes"] = sizes
             row.info["cell_flags"] = flags.cell
             row.info["flags"] = flags.methods.get(row.method, [])
 

@@ -10,6 +10,7 @@ store is not used). A row run is written in full and only then marked
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -20,6 +21,7 @@ import pandas as pd
 
 from bench.config import Cell
 from bench.runner import CellResult, MethodResult
+from bench.sanity import BACKFILLED_TAG, SIZES_TAG
 
 log = logging.getLogger("bench.tracking")
 
@@ -153,6 +155,7 @@ class Tracker:
             "bench.info": str(row.info)[:4000],
             "bench.flags": "\n".join(row.info.get("flags", []))[:4000],  # bench/flags.py
             "bench.cell_flags": "\n".join(row.info.get("cell_flags", []))[:4000],
+            SIZES_TAG: json.dumps(row.info["sizes"]) if "sizes" in row.info else "",  # audit splits
         }
         if figures:
             tags["bench.figures_run"] = parent_id
@@ -190,6 +193,8 @@ class Tracker:
                         "cell_slug": r.data.tags.get("bench.cell_slug", ""), "start_time": r.info.start_time,
                         "flags": r.data.tags.get("bench.flags", ""),
                         "cell_flags": r.data.tags.get("bench.cell_flags", ""),
+                        "sizes": r.data.tags.get(SIZES_TAG, ""),
+                        "sizes_backfilled": r.data.tags.get(BACKFILLED_TAG, ""),
                         "parent_run": r.data.tags.get("mlflow.parentRunId", "")})
             records.append(rec)
         df = pd.DataFrame.from_records(records)

@@ -153,3 +153,26 @@ def test_encoder_train_overrides_name_their_own_table(write_matrix):
     assert small.encoder_label == "moco_v2(memory_bank=64)[batch_size=64]"
     assert (base.train.batch_size, small.train.batch_size) == (128, 64)
     assert base.identity() != small.identity()
+
+
+def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
+    import json
+
+    from bench.sanity import BACKFILLED_TAG, SIZES_TAG, backfill
+
+    path, results, _, _ = e2e
+    tracker = Tracker(results)
+    df = tracker.results_frame("e2e")
+    sizes = {json.dumps(json.loads(s), sort_keys=True) for s in df.sizes}
+    assert len(sizes) == 1  # one cell, one request
+    recorded = json.loads(sizes.pop())
+    assert recorded["forget"] > 0 and recorded["test"] > 0 and recorded["retain"] <= 300  # max_members
+    run = df[df.method == "retrain"].iloc[0].run_id
+    tracker.client.delete_tag(run, SIZES_TAG)  # as a row written before sizes were stored
+    assert backfill(str(path), results, None, None) == 1
+    row = tracker.client.get_run(run).data.tags
+    assert json.loads(row[SIZES_TAG]) == recorded and row[BACKFILLED_TAG] == "1"
+    assert main(["report", "--matrix", "e2e", "--results-dir", str(results)]) == 0
+    board = (results / "e2e" / "leaderboard.md").read_text()
+    assert "Sanity facts" in board and "Split sizes backfilled" in board
+    assert "| 0 | " in board.split("Sanity facts", 1)[1]

@@ -40,6 +40,13 @@ def test_control_matches_the_auditor_and_uses_an_outside_pool(write_matrix, resu
     assert cell.label in table and f"{got.fa:.1f} (n=60)" in table
     assert main(["--matrix", str(path), "--cache-dir", str(cache), "--encoder", "byol"]) == 2
 
+    page = path.parent / "BENCHMARKS.md"
+    page.write_text("# B\n\n<!-- control:control:start -->\nold\n<!-- control:control:end -->\ntail\n")
+    assert main(["--matrix", str(path), "--cache-dir", str(cache), "--benchmarks", str(page)]) == 0
+    text = page.read_text()
+    assert "old" not in text and text.endswith("tail\n") and f"{got.fa:.1f} (n=60)" in text
+    assert f"Written by `python -m bench.control --matrix {path}" in text
+
 
 def test_draw_stats_known_answers():
     half = np.arange(1000) % 2 == 0  # a pool that is right on half its images

@@ -1,0 +1,194 @@
+"""SPECS section 5's sanity facts, seed by seed, as the leaderboard prints them under each cell.
+
+The flags (bench/flags.py) say *when* a fact fails; this table shows every fact's value on
+every seed and how far it sits from its ideal in standard errors, so a reader can judge
+"within noise" without trusting a threshold. Standard errors need the audit split sizes,
+which the runner stores on each row (tag ``bench.sizes``); rows written before that get them
+from ``python -m bench.sanity backfill --matrix <name>``, which recomputes them from the
+matrix's own splits and marks them (tag ``bench.sizes_backfilled``).
+
+Facts per seed (SE as in bench/flags.py: Hanley-McNeil for an AUC, pooled two-proportion
+for FA - TA):
+
+- original cMIA-AUC: above 0.5 by more than 2 SE (the calibrated attack sees membership);
+- retrain cMIA-AUC: within 2 SE of 0.5 (D_f are non-members for it);
+- retrain FA - TA: within 2 SE of 0;
+- original FA - TA: shown for comparison. Retrain and original share D_f, so a D_f that is
+  hard (or easy) for both moves both.
+
+The mean row averages the seeds; its SE is sqrt(sum SE_i^2) / n (independent D_f draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.flags import Z, auc_se, pct_diff_se
+
+SIZES_TAG = "bench.sizes"
+BACKFILLED_TAG = "bench.sizes_backfilled"
+
+
+@dataclass(frozen=True)
+class Fact:
+    value: float
+    se: float  # NaN without split sizes
+    ideal: float  # value it is compared with, in SE units
+
+    @property
+    def z(self) -> float:
+        return (self.value - self.ideal) / self.se if self.se > 0 else math.nan
+
+
+def parse_sizes(text: object) -> dict[str, int] | None:
+    """The ``bench.sizes`` tag ({"forget": n, "retain": n, "test": n}), or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    sizes = json.loads(text)
+    return sizes if {"forget", "test"} <= set(sizes) else None
+
+
+def _metric(row: pd.Series | None, key: str) -> float:
+    if row is None or f"m.{key}" not in row:
+        return math.nan
+    v = pd.to_numeric(row[f"m.{key}"], errors="coerce")
+    return float(v) if pd.notna(v) else math.nan
+
+
+def seed_facts(orig: pd.Series | None, retrain: pd.Series | None,
+               sizes: Mapping[str, int] | None) -> dict[str, Fact]:
+    """The four facts of one seed (missing metrics are left out)."""
+    nf, nt = (sizes["forget"], sizes["test"]) if sizes else (0, 0)
+    out = {}
+    for who, row in (("original", orig), ("retrain", retrain)):
+        auc = _metric(row, "cMIA-AUC")
+        if math.isfinite(auc):
+            out[f"{who} cMIA-AUC"] = Fact(auc, auc_se(auc, nf, nt) if sizes else math.nan, 0.5)
+    for who, row in (("retrain", retrain), ("original", orig)):
+        fa, ta = _metric(row, "FA"), _metric(row, "TA")
+        if math.isfinite(fa) and math.isfinite(ta):
+            se = pct_diff_se(fa, nf, ta, nt) if sizes else math.nan
+            out[f"{who} FA - TA"] = Fact(fa - ta, se, 0.0)
+    return out
+
+
+def mean_fact(facts: list[Fact]) -> Fact:
+    """Mean over seeds; SE of the mean of independent draws."""
+    n = len(facts)
+    se = math.sqrt(sum(f.se ** 2 for f in facts)) / n
+    return Fact(sum(f.value for f in facts) / n, se, facts[0].ideal)
+
+
+def _verdict(name: str, f: Fact) -> str:
+    """'' when the fact holds (or is shown for comparison only), else a flag mark."""
+    if math.isnan(f.z) or name == "original FA - TA":
+        return ""
+    holds = f.z > Z if name == "original cMIA-AUC" else abs(f.z) <= Z
+    return "" if holds else " ⚑"
+
+
+def _fmt(name: str, f: Fact | None) -> str:
+    if f is None:
+        return "–"
+    digits = 3 if "AUC" in name else 1
+    sign = "+" if "FA" in name else ""
+    z = "" if math.isnan(f.z) else f" ({f.z:+.1f} SE)"
+    return f"{f.value:{sign}.{digits}f}{z}{_verdict(name, f)}"
+
+
+COLUMNS = ("original cMIA-AUC", "retrain cMIA-AUC", "retrain FA - TA", "original FA - TA")
+
+
+def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]:
+    """Markdown lines: one row per seed and a mean row, for one cell (one request).
+
+    ``sub`` holds the latest finished row per (method, seed). Class forgetting skips the
+    retrain facts (D_f is a class D_r lacks; D_t is not its like), as the flags do."""
+    done = sub[sub.status.isin(("finished", "reference"))] if "status" in sub else sub
+    per_seed: dict[int, dict[str, Fact]] = {}
+    backfilled = False
+    for seed, g in done.groupby("seed"):
+        rows = {m: r for m, r in ((r.method, r) for _, r in g.iterrows()) if m in ("original", "retrain")}
+        sizes = None
+        for r in rows.values():
+            sizes = sizes or parse_sizes(r.get("sizes"))
+            backfilled |= str(r.get("sizes_backfilled", "")) == "1"
+        facts = seed_facts(rows.get("original"), None if class_forgetting else rows.get("retrain"), sizes)
+        if facts:
+            per_seed[int(seed)] = facts
+    cols = [c for c in COLUMNS if any(c in f for f in per_seed.values())]
+    if not cols:
+        return []
+    lines = ["Sanity facts (SPECS section 5; bench/sanity.py): each value with its distance from the "
+             f"ideal in standard errors; ⚑ = beyond {Z:g} SE (original cMIA-AUC: not above 0.5 by "
+             f"{Z:g} SE). The mean row's SE is that of a mean of independent draws."
+             + (" Split sizes backfilled from the matrix's splits." if backfilled else ""), "",
+             "| seed | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for seed, facts in sorted(per_seed.items()):
+        lines.append(f"| {seed} | " + " | ".join(_fmt(c, facts.get(c)) for c in cols) + " |")
+    if len(per_seed) > 1:
+        means = {}
+        for c in cols:
+            vals = [f[c] for f in per_seed.values() if c in f]
+            if len(vals) == len(per_seed):
+                means[c] = mean_fact(vals)
+        lines.append("| mean | " + " | ".join(_fmt(c, means.get(c)) for c in cols) + " |")
+    return lines
+
+
+# --- backfill for rows written before the runner stored split sizes ----------------------
+
+def backfill(matrix_name: str, results: Path, data_root: Path | None, cache: Path | None,
+             uri: str | None = None) -> int:
+    """Add ``bench.sizes`` to every row of ``matrix_name`` that lacks it, from the matrix's
+    own splits (the same code the runner uses). Returns the number of runs tagged."""
+    from bench.config import load_matrix
+    from bench.data import default_data_root
+    from bench.runner import CellRunner
+    from bench.tracking import Tracker, cell_slug
+
+    matrix = load_matrix(matrix_name)
+    tracker = Tracker(results, uri)
+    df = tracker.results_frame(matrix.name)
+    if df.empty:
+        return 0
+    todo = df[df["sizes"].astype(str) == ""]
+    cells = {cell_slug(c): c for c in matrix.cells(str(data_root or default_data_root()))}
+    tagged = 0
+    for slug, g in todo.groupby("cell_slug"):
+        if slug not in cells:
+            print(f"skipped {slug}: not a cell of matrix {matrix.name} as configured now", file=sys.stderr)
+            continue
+        runner = CellRunner(cells[slug], cache or results / "cache")
+        for _, row in g.iterrows():
+            sizes = runner.audit_sizes(int(row.request))
+            tracker.client.set_tag(row.run_id, SIZES_TAG, json.dumps(sizes))
+            tracker.client.set_tag(row.run_id, BACKFILLED_TAG, "1")
+            tagged += 1
+    return tagged
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.sanity", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("backfill", help="store split sizes on rows written before the runner did")
+    b.add_argument("--matrix", required=True, help="shipped matrix name or YAML path")
+    b.add_argument("--results-dir", type=Path, default=Path("results"))
+    b.add_argument("--tracking-uri", default=None, help="default: sqlite:///<results-dir>/mlflow.db")
+    b.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
+    b.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
+    a = p.parse_args(argv)
+    n = backfill(a.matrix, a.results_dir, a.data_root, a.cache_dir, a.tracking_uri)
+    print(f"tagged {n} runs of matrix {a.matrix} with their split sizes")
+
+
+if __name__ == "__main__":
+    main()
