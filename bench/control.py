@@ -97,10 +97,10 @@ def control(cell: Cell, cache_root: Path) -> Control:
 
 def markdown(rows: list[Control]) -> str:
     head = ("| cell | FA (D_f) | D_v | outside pool [95 % range of an n-image draw] | P(draw <= FA) % "
-            "| TA | FA - TA |\n|---|---:|---:|---|---:|---:|---:|")
+            "| TA | FA - TA | pool - TA |\n|---|---:|---:|---|---:|---:|---:|---:|")
     lines = [
         f"| {r.cell} | {r.fa:.1f} (n={r.n_forget}) | {r.va:.1f} | {r.pool:.1f} [{r.pool_lo:.1f}, {r.pool_hi:.1f}] "
-        f"| {r.fa_percentile:.1f} | {r.ta:.1f} | {r.fa - r.ta:+.1f} |"
+        f"| {r.fa_percentile:.1f} | {r.ta:.1f} | {r.fa - r.ta:+.1f} | {r.pool - r.ta:+.1f} |"
         for r in rows
     ]
     return "\n".join([head, *lines])
