@@ -10,7 +10,7 @@ matrix's own splits and marks them (tag ``bench.sizes_backfilled``).
 Facts per seed (SE as in bench/flags.py: Hanley-McNeil for an AUC, pooled two-proportion
 for FA - TA):
 
-- original cMIA-AUC: above 0.5 by more than 2 SE (the calibrated attack sees membership);
+- original cMIA-AUC: above 0.5 by at least 2 SE (the calibrated attack sees membership);
 - retrain cMIA-AUC: within 2 SE of 0.5 (D_f are non-members for it);
 - retrain FA - TA: within 2 SE of 0;
 - original FA - TA: shown for comparison. Retrain and original share D_f, so a D_f that is
@@ -41,7 +41,7 @@ BACKFILLED_TAG = "bench.sizes_backfilled"
 class Fact:
     value: float
     se: float  # NaN without split sizes
-    ideal: float  # value it is compared with, in SE units
+    ideal: float  # the value it should have; z is the distance from it in SE
 
     @property
     def z(self) -> float:
@@ -176,7 +176,7 @@ def backfill(matrix_name: str, results: Path, data_root: Path | None, cache: Pat
     return tagged
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sanity", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("backfill", help="store split sizes on rows written before the runner did")
@@ -186,9 +186,18 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
     b.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
     a = p.parse_args(argv)
-    n = backfill(a.matrix, a.results_dir, a.data_root, a.cache_dir, a.tracking_uri)
+    from bench.config import ConfigError
+    from bench.data import DataUnavailableError
+    from bench.registry import UnknownNameError
+
+    try:
+        n = backfill(a.matrix, a.results_dir, a.data_root, a.cache_dir, a.tracking_uri)
+    except (ConfigError, UnknownNameError, DataUnavailableError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"tagged {n} runs of matrix {a.matrix} with their split sizes")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
