@@ -72,10 +72,20 @@ def _has(m: Metrics, *keys: str) -> bool:
     return all(k in m and math.isfinite(m[k]) for k in keys)
 
 
+def above_noise(d: float, se: float) -> bool:
+    """``d`` at least Z standard errors above 0 (a signal)."""
+    return d >= Z * se
+
+
+def beyond_noise(d: float, se: float) -> bool:
+    """``d`` more than Z standard errors away from 0, either way."""
+    return abs(d) > Z * se
+
+
 def _auc_signal(m: Metrics, key: str, n_pos: int, n_test: int) -> tuple[bool, float]:
     """(AUC above noise of 0.5, its SE)."""
     se = auc_se(m[key], n_pos, n_test)
-    return m[key] - 0.5 >= Z * se, se
+    return above_noise(m[key] - 0.5, se), se
 
 
 def _cell(orig: Metrics, retrain: Metrics, n: Mapping[str, int],
@@ -107,12 +117,12 @@ def _cell(orig: Metrics, retrain: Metrics, n: Mapping[str, int],
     for a, b in (("FA", "TA"), ("EMIA", "EMIA_Dt"), ("CMIA", "CMIA_Dt")):
         if _has(retrain, a, b):
             d, se = retrain[a] - retrain[b], pct_diff_se(retrain[a], nf, retrain[b], nt)
-            if abs(d) > Z * se:
+            if beyond_noise(d, se):
                 out.append(f"retrain: {a} {retrain[a]:.1f} vs {b} {retrain[b]:.1f} beyond noise "
                            f"(SE {se:.1f})")
     if _has(retrain, "cMIA-AUC"):
         se = auc_se(retrain["cMIA-AUC"], nf, nt)
-        if abs(retrain["cMIA-AUC"] - 0.5) > Z * se:
+        if beyond_noise(retrain["cMIA-AUC"] - 0.5, se):
             out.append(f"retrain: cMIA-AUC {retrain['cMIA-AUC']:.3f} not within noise of 0.5 "
                        f"(SE {se:.3f})")
     return out

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.flags import Z, auc_se, pct_diff_se
+from bench.flags import Z, above_noise, auc_se, beyond_noise, pct_diff_se
 
 SIZES_TAG = "bench.sizes"
 BACKFILLED_TAG = "bench.sizes_backfilled"
@@ -91,7 +91,8 @@ def _verdict(name: str, f: Fact) -> str:
     """'' when the fact holds (or is shown for comparison only), else a flag mark."""
     if math.isnan(f.z) or name == "original FA - TA":
         return ""
-    holds = f.z >= Z if name == "original cMIA-AUC" else abs(f.z) <= Z  # as bench/flags.py
+    d = f.value - f.ideal
+    holds = above_noise(d, f.se) if name == "original cMIA-AUC" else not beyond_noise(d, f.se)
     return "" if holds else " ⚑"
 
 
@@ -116,7 +117,7 @@ def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]
     per_seed: dict[int, dict[str, Fact]] = {}
     backfilled = False
     for seed, g in done.groupby("seed"):
-        rows = {m: r for m, r in ((r.method, r) for _, r in g.iterrows()) if m in ("original", "retrain")}
+        rows = {r.method: r for _, r in g[g.method.isin(("original", "retrain"))].iterrows()}
         sizes = None
         for r in rows.values():
             sizes = sizes or parse_sizes(r.get("sizes"))
