@@ -9,6 +9,7 @@ from bench.context import UnlearnContext
 from bench.data import Batch, DataView, ImageData
 from bench.encoders.base import DataInfo, Encoder
 from bench.features import ModelFeatures
+from bench.hparams import categorical, hp, integer, log_uniform, uniform
 from bench.method import Method, register_method
 from bench.registry import register_backbone, register_dataset, register_encoder
 
@@ -24,6 +25,11 @@ __all__ = [
     "MetricSpec",
     "ModelFeatures",
     "UnlearnContext",
+    "categorical",
+    "hp",
+    "integer",
+    "log_uniform",
+    "uniform",
     "register_auditor",
     "register_backbone",
     "register_dataset",

@@ -15,27 +15,8 @@ from typing import Any, ClassVar
 
 from bench.config import AuditOptions
 from bench.features import ModelFeatures
+from bench.metrics import MetricSpec
 from bench.registry import auditors
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    description: str
-    higher_is_better: bool | None = None  # None: neither; see ideal_retrain
-    ideal_retrain: bool = False  # the ideal value is retrain's (a "gap" metric)
-    avg_gap: bool = False  # part of Avg Gap (SPECS section 4)
-    scale: float = 1.0  # multiply before taking the gap (AUCs x 100)
-    source: str = ""
-    headline: bool = True  # False: a diagnostic, shown only in the leaderboard's full table
-
-    @property
-    def arrow(self) -> str:
-        if self.higher_is_better is True:
-            return "↑"
-        if self.higher_is_better is False:
-            return "↓"
-        return "≈R" if self.ideal_retrain else ""
 
 
 @dataclass
@@ -74,7 +55,7 @@ def register_auditor(name: str, **meta: Any) -> Callable[[type[Auditor]], type[A
 
 def metric_specs() -> dict[str, MetricSpec]:
     """Every metric of every registered auditor, plus the runner's cell summary metrics."""
-    from bench.summary import SUMMARY_METRICS
+    from bench.report.summary import SUMMARY_METRICS
 
     order = {"utility": 0, "privacy": 1, "representation": 2}
     ranked = sorted(auditors, key=lambda e: (order.get(e.obj.kind, 3), e.name != "linear_probe", e.name))

@@ -28,7 +28,7 @@ from scipy.stats import hypergeom
 from bench.config import Cell, load_matrix
 from bench.features import clean_features
 from bench.probe import fit_probe
-from bench.publish import command_line, git_commit, machine, write_block
+from bench.report.publish import command_line, git_commit, machine, write_block
 from bench.runner import CellRunner
 
 POOL = 5000  # training images outside the member subset that are scored

@@ -21,8 +21,8 @@ from bench.config import ConfigError, Matrix, load_matrix, shipped_matrices, val
 from bench.data import default_data_root, load_dataset
 from bench.estimate import describe as describe_cost
 from bench.executors import failed_rows, get_executor
-from bench.leaderboard import GROUP, build_markdown, latest, write_leaderboard
-from bench.publish import provenance_tags, publish
+from bench.report.leaderboard import GROUP, build_markdown, latest, write_leaderboard
+from bench.report.publish import provenance_tags, publish
 from bench.runner import pending
 from bench.tracking import Tracker
 

@@ -30,9 +30,9 @@ from bench.data import DataView, ImageData, load_dataset
 from bench.device import PeakMemory, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
 from bench.features import ModelFeatures, extract, state_hash
-from bench.flags import cell_flags, noisy_metrics
+from bench.report.flags import cell_flags, noisy_metrics
+from bench.report.summary import avg_gap
 from bench.splits import Split, make_split, parse_scenario
-from bench.summary import avg_gap
 from bench.training import train_encoder
 
 log = logging.getLogger("bench.runner")
@@ -110,7 +110,7 @@ class CellRunner:
         }
 
     def audit_sizes(self, r: int) -> dict[str, int]:
-        """Sizes of request ``r``'s audit views, without building them (bench/sanity.py)."""
+        """Sizes of request ``r``'s audit views, without building them (bench/report/sanity.py)."""
         forgotten, retain = self.split.after_request(r)
         return {"forget": len(forgotten), "retain": len(self.audit_members(retain)),
                 "test": len(self.split.test)}
@@ -250,7 +250,7 @@ class CellRunner:
 
     def flag(self, rows: list[MethodResult], r: int, orig: dict[str, float],
              retrain: dict[str, float], views: dict[str, DataView]) -> None:
-        """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/flags.py)."""
+        """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/report/flags.py)."""
         mine = [row for row in rows if row.request == r]
         sizes = {k: len(v) for k, v in views.items()}
         flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished"},

@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from bench.config import Cell
+from bench.report.sanity import BACKFILLED_TAG, SIZES_TAG
 from bench.runner import CellResult, MethodResult
-from bench.sanity import BACKFILLED_TAG, SIZES_TAG
 
 log = logging.getLogger("bench.tracking")
 
@@ -153,7 +153,7 @@ class Tracker:
             "bench.config_hash": row.config_hash,
             "bench.reason": row.reason[:4000],
             "bench.info": str(row.info)[:4000],
-            "bench.flags": "\n".join(row.info.get("flags", []))[:4000],  # bench/flags.py
+            "bench.report.flags": "\n".join(row.info.get("flags", []))[:4000],  # bench/report/flags.py
             "bench.cell_flags": "\n".join(row.info.get("cell_flags", []))[:4000],
             SIZES_TAG: json.dumps(row.info["sizes"]) if "sizes" in row.info else "",  # audit splits
         }
@@ -191,7 +191,7 @@ class Tracker:
             rec.update({"status": r.data.tags["bench.status"], "reason": r.data.tags.get("bench.reason", ""),
                         "run_id": r.info.run_id, "figures_run": r.data.tags.get("bench.figures_run", ""),
                         "cell_slug": r.data.tags.get("bench.cell_slug", ""), "start_time": r.info.start_time,
-                        "flags": r.data.tags.get("bench.flags", ""),
+                        "flags": r.data.tags.get("bench.report.flags", ""),
                         "cell_flags": r.data.tags.get("bench.cell_flags", ""),
                         "sizes": r.data.tags.get(SIZES_TAG, ""),
                         "sizes_backfilled": r.data.tags.get(BACKFILLED_TAG, ""),

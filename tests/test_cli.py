@@ -158,7 +158,8 @@ def test_encoder_train_overrides_name_their_own_table(write_matrix):
 def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
     import json
 
-    from bench.sanity import BACKFILLED_TAG, SIZES_TAG, backfill
+    from bench.backfill import backfill
+    from bench.report.sanity import BACKFILLED_TAG, SIZES_TAG
 
     path, results, _, _ = e2e
     tracker = Tracker(results)

@@ -1,4 +1,4 @@
-"""bench/flags.py on hand-made metric tables, and how the leaderboard shows the flags."""
+"""bench/report/flags.py on hand-made metric tables, and how the leaderboard shows the flags."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from bench.flags import auc_se, cell_flags, pct_diff_se
-from bench.leaderboard import flag_notes
+from bench.report.flags import auc_se, cell_flags, pct_diff_se
+from bench.report.leaderboard import flag_notes
 
 SIZES = {"forget": 500, "retain": 2000, "test": 2000}
 RETRAIN = {"TA": 50.0, "FA": 50.5, "EMIA": 40.0, "EMIA_Dt": 41.0, "CMIA": 30.0, "CMIA_Dt": 31.0,
@@ -122,15 +122,15 @@ def test_leaderboard_flag_notes():
 
 def test_privacy_metrics_are_declared_by_auditors():
     from bench.audit import metric_specs
-    from bench.flags import PRIVACY_METRICS
+    from bench.report.flags import PRIVACY_METRICS
 
     assert PRIVACY_METRICS <= set(metric_specs())
 
 
 def test_noisy_privacy_metrics_leave_avg_gap():
     from bench.audit import metric_specs
-    from bench.flags import noisy_metrics
-    from bench.summary import avg_gap
+    from bench.report.flags import noisy_metrics
+    from bench.report.summary import avg_gap
 
     # CMIA's fit at chance and no calibrated signal; EMIA's fit well above chance
     orig = {**ORIGINAL, "cMIA-AUC": 0.51, "EMIA_fit": 70.0, "CMIA_fit": 50.4}

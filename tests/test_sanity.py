@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from bench.flags import auc_se, pct_diff_se
-from bench.sanity import Fact, mean_fact, sanity_table, seed_facts
+from bench.report.flags import auc_se, pct_diff_se
+from bench.report.sanity import Fact, mean_fact, sanity_table, seed_facts
 
 SIZES = json.dumps({"forget": 200, "retain": 1800, "test": 2000})
 

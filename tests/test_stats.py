@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from bench.audit import MetricSpec
-from bench.leaderboard import build_markdown, cell_table, overall_table
-from bench.publish import command_line, leaderboard_block, splice, wall_seconds
-from bench.stats import best_methods, column_digits, fmt_stats, seed_stats, t_critical
+from bench.report.leaderboard import build_markdown, cell_table, overall_table
+from bench.report.publish import command_line, leaderboard_block, splice, wall_seconds
+from bench.report.stats import best_methods, column_digits, fmt_stats, seed_stats, t_critical
 
 UP = MetricSpec("TA", "test accuracy", higher_is_better=True)
 DOWN = MetricSpec("avg_gap", "gap", higher_is_better=False)
@@ -162,7 +162,7 @@ def test_command_line_is_what_a_user_retypes(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_latest_keeps_one_row_per_cell_not_per_method():
-    from bench.leaderboard import latest, overall_table
+    from bench.report.leaderboard import latest, overall_table
 
     rows = []
     for t, enc in enumerate(["simclr", "byol", "simclr"]):  # the second simclr row is a rerun

@@ -3,7 +3,7 @@
 One table per dataset x encoder x backbone x scenario (x request): methods as
 rows (original and retrain first, the rest ranked by Avg Gap), metrics as
 columns with their direction (↑, ↓, ≈R = ideal is retrain's value), mean ± std
-[95 % CI] over seeds with the best method per column in bold (bench/stats.py);
+[95 % CI] over seeds with the best method per column in bold (bench/report/stats.py);
 then an overall table ranking methods by mean Avg Gap across cells.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.audit import MetricSpec
-from bench.sanity import sanity_table
+from bench.metrics import MetricSpec
+from bench.report.sanity import sanity_table
+from bench.report.stats import best_methods, column_digits, fmt_stats, seed_stats
 from bench.splits import parse_scenario
-from bench.stats import best_methods, column_digits, fmt_stats, seed_stats
 
 GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]
 FIRST = ["original", "retrain"]
@@ -62,18 +62,18 @@ def _reason(g: pd.DataFrame) -> str:
 
 def _unranked_columns(sub: pd.DataFrame) -> set[str]:
     """Columns that rank nothing in this table: privacy metrics of a cell without
-    membership signal (bench/flags.py)."""
+    membership signal (bench/report/flags.py)."""
     if "cell_flags" not in sub or not sub.cell_flags.astype(str).str.contains(
             "no membership signal").any():
         return set()
-    from bench.flags import PRIVACY_METRICS
+    from bench.report.flags import PRIVACY_METRICS
 
     return set(PRIVACY_METRICS)
 
 
 def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
     """Methods x metrics: mean ± std [95 % CI] over seeds, the best method per column in bold
-    (bench/stats.py), n/a with the reason for unsupported pairs, failures with theirs."""
+    (bench/report/stats.py), n/a with the reason for unsupported pairs, failures with theirs."""
     sub = latest(sub)
     cols = _metric_columns(sub, specs)
     head = ["method", "seeds"] + [f"{c} {specs[c].arrow}".strip() for c in cols]
@@ -110,7 +110,7 @@ def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
 
 
 def flag_notes(sub: pd.DataFrame) -> list[str]:
-    """bench/flags.py findings of one table: the cell's (latest run per seed) and each method's."""
+    """bench/report/flags.py findings of one table: the cell's (latest run per seed) and each method's."""
     notes: dict[str, set[int]] = {}
     for seed, g in latest(sub).groupby("seed"):
         newest = g.sort_values("start_time").iloc[-1]
@@ -185,7 +185,7 @@ def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str
         sanity = sanity_table(latest(sub), class_forgetting=parse_scenario(str(sc)).kind == "class")
         out += ["", *sanity] if sanity else []
         flags = flag_notes(sub)
-        out += ["", "Flags (bench/flags.py):", *flags] if flags else []
+        out += ["", "Flags (bench/report/flags.py):", *flags] if flags else []
         out.append("")
     return "\n".join(out)
 

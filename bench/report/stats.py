@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bench.audit import MetricSpec
+from bench.metrics import MetricSpec
 
 LEVEL = 0.95
 YARDSTICKS = ("original", "retrain")

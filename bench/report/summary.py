@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from bench.audit import MetricSpec
+from bench.metrics import MetricSpec
 
 SUMMARY_METRICS = (
     MetricSpec("rte_s", "unlearning wall time in seconds (RTE)", higher_is_better=False),
@@ -14,7 +14,7 @@ SUMMARY_METRICS = (
     MetricSpec(
         "avg_gap",
         "mean |m - m_retrain| over RA, TA, UA, EMIA, CMIA and cMIA-AUC x 100 (those the cell has), "
-        "leaving out privacy metrics that measure noise in the cell (bench.flags.noisy_metrics)",
+        "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),

@@ -1,13 +1,13 @@
 """SPECS section 5's sanity facts, seed by seed, as the leaderboard prints them under each cell.
 
-The flags (bench/flags.py) say *when* a fact fails; this table shows every fact's value on
+The flags (bench/report/flags.py) say *when* a fact fails; this table shows every fact's value on
 every seed and how far it sits from its ideal in standard errors, so a reader can judge
 "within noise" without trusting a threshold. Standard errors need the audit split sizes,
 which the runner stores on each row (tag ``bench.sizes``); rows written before that get them
-from ``python -m bench.sanity backfill --matrix <name>``, which recomputes them from the
-matrix's own splits and marks them (tag ``bench.sizes_backfilled``).
+from ``python -m bench.backfill --matrix <name>`` (outside this room: it rebuilds splits), which
+marks them (tag ``bench.sizes_backfilled``).
 
-Facts per seed (SE as in bench/flags.py: Hanley-McNeil for an AUC, pooled two-proportion
+Facts per seed (SE as in bench/report/flags.py: Hanley-McNeil for an AUC, pooled two-proportion
 for FA - TA):
 
 - original cMIA-AUC: above 0.5 by at least 2 SE (the calibrated attack sees membership);
@@ -21,17 +21,14 @@ The mean row averages the seeds; its SE is sqrt(sum SE_i^2) / n (independent D_f
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from bench.flags import Z, above_noise, auc_se, beyond_noise, pct_diff_se
+from bench.report.flags import Z, above_noise, auc_se, beyond_noise, pct_diff_se
 
 SIZES_TAG = "bench.sizes"
 BACKFILLED_TAG = "bench.sizes_backfilled"
@@ -128,7 +125,7 @@ def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]
     cols = [c for c in COLUMNS if any(c in f for f in per_seed.values())]
     if not cols:
         return []
-    lines = ["Sanity facts (SPECS section 5; bench/sanity.py): each value with its distance from the "
+    lines = ["Sanity facts (SPECS section 5; bench/report/sanity.py): each value with its distance from the "
              f"ideal in standard errors; ⚑ = beyond {Z:g} SE (original cMIA-AUC: not above 0.5 by "
              f"{Z:g} SE). The mean row's SE is that of a mean of independent draws."
              + (" Split sizes backfilled from the matrix's splits." if backfilled else ""), "",
@@ -143,62 +140,3 @@ def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]
                 means[c] = mean_fact(vals)
         lines.append("| mean | " + " | ".join(_fmt(c, means.get(c)) for c in cols) + " |")
     return lines
-
-
-# --- backfill for rows written before the runner stored split sizes ----------------------
-
-def backfill(matrix_name: str, results: Path, data_root: Path | None, cache: Path | None,
-             uri: str | None = None) -> int:
-    """Add ``bench.sizes`` to every row of ``matrix_name`` that lacks it, from the matrix's
-    own splits (the same code the runner uses). Returns the number of runs tagged."""
-    from bench.config import load_matrix
-    from bench.data import default_data_root
-    from bench.runner import CellRunner
-    from bench.tracking import Tracker, cell_slug
-
-    matrix = load_matrix(matrix_name)
-    tracker = Tracker(results, uri)
-    df = tracker.results_frame(matrix.name)
-    if df.empty:
-        return 0
-    todo = df[df["sizes"].astype(str) == ""]
-    cells = {cell_slug(c): c for c in matrix.cells(str(data_root or default_data_root()))}
-    tagged = 0
-    for slug, g in todo.groupby("cell_slug"):
-        if slug not in cells:
-            print(f"skipped {slug}: not a cell of matrix {matrix.name} as configured now", file=sys.stderr)
-            continue
-        runner = CellRunner(cells[slug], cache or results / "cache")
-        for _, row in g.iterrows():
-            sizes = runner.audit_sizes(int(row.request))
-            tracker.client.set_tag(row.run_id, SIZES_TAG, json.dumps(sizes))
-            tracker.client.set_tag(row.run_id, BACKFILLED_TAG, "1")
-            tagged += 1
-    return tagged
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sanity", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("backfill", help="store split sizes on rows written before the runner did")
-    b.add_argument("--matrix", required=True, help="shipped matrix name or YAML path")
-    b.add_argument("--results-dir", type=Path, default=Path("results"))
-    b.add_argument("--tracking-uri", default=None, help="default: sqlite:///<results-dir>/mlflow.db")
-    b.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
-    b.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
-    a = p.parse_args(argv)
-    from bench.config import ConfigError
-    from bench.data import DataUnavailableError
-    from bench.registry import UnknownNameError
-
-    try:
-        n = backfill(a.matrix, a.results_dir, a.data_root, a.cache_dir, a.tracking_uri)
-    except (ConfigError, UnknownNameError, DataUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"tagged {n} runs of matrix {a.matrix} with their split sizes")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
