@@ -29,6 +29,9 @@ class AuditContext:
     num_classes: int
     options: AuditOptions
     seed: int
+    # classes with no sample left in D_r (a class:<c> scenario forgets c); empty for random draws.
+    # Auditors read this, never the scenario's name.
+    forgotten_classes: tuple[int, ...] = ()
 
 
 class Auditor:

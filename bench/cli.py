@@ -1,4 +1,4 @@
-"""``python -m bench`` / ``unlearn-bench``: run | ls | validate | report | data import | ui.
+"""``python -m bench`` / ``unlearn-bench``: run | tune | ls | validate | report | data import | ui.
 
 Thin by design: every command calls a function of :mod:`bench.driver`. A
 configuration problem prints one line and exits 2 with nothing written; failed
@@ -38,10 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor-options", default="{}", help="JSON options for the executor")
     run.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (overrides the matrix)")
     run.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the backbones (speed only: results and cache keys unchanged)")
     run.add_argument("--fresh", action="store_true", help="ignore finished results (no resume)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and the estimate; run nothing")
     run.add_argument("--download", action="store_true",
                      help="download missing data sets with torchvision (needs internet)")
+
+    run.add_argument("--tuned", type=Path, default=None,
+                     help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
+
+    tune = sub.add_parser("tune", help="tune each method on its own seed, same budget for all (SPECS section 8)")
+    tune.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
+    tune.add_argument("--trials", type=int, default=None, help="trials per method and tuning cell (default 20)")
+    tune.add_argument("--methods", default=None, help="comma-separated methods to tune (default: all with a space)")
+    tune.add_argument("--seed", type=int, default=None,
+                      help="the tuning cells' seed, outside the matrix's (default 9000000; collisions are refused)")
+    _common(tune)
+    tune.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
+    tune.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
+    tune.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (overrides the matrix)")
+    tune.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
+    tune.add_argument("--dry-run", action="store_true", help="list tuning cells, seeds and budget; run nothing")
+    tune.add_argument("--download", action="store_true",
+                      help="download missing data sets with torchvision (needs internet)")
 
     ls = sub.add_parser("ls", help="list registered components or shipped matrices")
     ls.add_argument("kind", choices=["methods", "encoders", "backbones", "datasets", "auditors", "matrices"])
@@ -52,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--dry-run", action="store_true", help="report missing data as a warning")
     val.add_argument("--download", action="store_true",
                      help="accept missing data sets that torchvision can download")
+    # what shapes a run is checked as `run` checks it: validate refuses exactly what run refuses
+    val.add_argument("--executor", default="local", help="local | ray | slurm")
+    val.add_argument("--executor-options", default="{}", help="JSON options for the executor")
+    val.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (overrides the matrix)")
+    val.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
+    val.add_argument("--tuned", type=Path, default=None, help="a tuned.yaml from `tune`")
 
     rep = sub.add_parser("report", help="rebuild <results>/<matrix>/leaderboard.md from MLflow")
     rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
@@ -72,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def executor_options(text: str) -> dict:
+    """``--executor-options``: a JSON object, or one line naming the flag and the problem."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--executor-options is not valid JSON ({e.msg} at column {e.colno}): "
+                          """pass an object, e.g. --executor-options '{"workers": 2}'""") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--executor-options must be a JSON object, e.g. '{{\"workers\": 2}}', got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -86,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             opts = driver.RunOptions(
                 matrix=args.matrix, results_dir=args.results_dir, data_root=args.data_root,
                 cache_dir=args.cache_dir, executor=args.executor,
-                executor_options=json.loads(args.executor_options), fresh=args.fresh,
+                executor_options=executor_options(args.executor_options), fresh=args.fresh,
                 dry_run=args.dry_run, device=args.device, precision=args.precision,
-                tracking_uri=args.tracking_uri, download=args.download,
+                tracking_uri=args.tracking_uri, download=args.download, compile=args.compile,
+                tuned=args.tuned,
             )
             summary = driver.run_matrix(opts)
             if not args.dry_run:
@@ -98,12 +137,31 @@ def main(argv: list[str] | None = None) -> int:
                 for f in summary.failed:
                     print(f"FAILED {f}", file=sys.stderr)
             return summary.exit_code
+        if args.command == "tune":
+            from bench import tune as tuning
+
+            topts = tuning.TuneOptions(
+                matrix=args.matrix, trials=tuning.DEFAULT_TRIALS if args.trials is None else args.trials,
+                methods=args.methods.split(",") if args.methods else None,
+                seed=tuning.DEFAULT_SEED if args.seed is None else args.seed, results_dir=args.results_dir,
+                data_root=args.data_root, cache_dir=args.cache_dir, tracking_uri=args.tracking_uri,
+                device=args.device, precision=args.precision, dry_run=args.dry_run, download=args.download,
+            )
+            result = tuning.tune(topts)
+            if not args.dry_run:
+                for name, t in result.studies.items():
+                    best = "all trials failed" if t.best is None else f"best {t.best:.3f} {t.values}"
+                    print(f"{name}: {t.trials} trials ({t.failed} failed), {best}")
+                print(f"tuned values: {result.path} ({result.seconds:.0f}s)")
+            return 0
         if args.command == "ls":
             print(driver.list_components(args.kind))
             return 0
         if args.command == "validate":
             opts = driver.RunOptions(matrix=args.matrix, data_root=args.data_root, dry_run=args.dry_run,
-                                     download=args.download)
+                                     download=args.download, executor=args.executor,
+                                     executor_options=executor_options(args.executor_options),
+                                     device=args.device, precision=args.precision, tuned=args.tuned)
             matrix, warnings = driver.prepare(opts)
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
@@ -117,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "ui":
             return driver.start_ui(args.results_dir, args.port, args.tracking_uri)
-    except (ConfigError, UnknownNameError, DataUnavailableError, json.JSONDecodeError) as e:
+    except (ConfigError, UnknownNameError, DataUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 2

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from bench import registry
+from bench import hparams, registry
+from bench.hparams import hp
 from bench.splits import parse_scenario
 
 
@@ -30,28 +31,28 @@ class ConfigError(ValueError):
 class TrainBudget:
     """The recipe of the original model (and of retrain, which must match it)."""
 
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam | sgd | adamw
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | constant
+    epochs: int = hp(20, ge=1)
+    batch_size: int = hp(256, ge=2)
+    lr: float = hp(1e-3, gt=0)
+    optimizer: str = hp("adam", choices=("adam", "sgd", "adamw"))
+    momentum: float = hp(0.9, ge=0, lt=1)
+    weight_decay: float = hp(0.0, ge=0)
+    schedule: str = hp("cosine", choices=("cosine", "constant"))
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    n_val: int = 500  # D_v: never trained on (MUC: 5,000 of CIFAR's 50,000)
-    n_train: int | None = None  # members (D \ D_v); None = all
-    n_test: int | None = None  # D_t size; None = the whole test set
+    n_val: int = hp(500, ge=1, doc="D_v: never trained on, part of the protocol (MUC: 5,000 of CIFAR's 50,000)")
+    n_train: int | None = hp(None, ge=1, doc="members (D \\ D_v); None = all")
+    n_test: int | None = hp(None, ge=1, doc="D_t size; None = the whole test set")
 
 
 @dataclass(frozen=True)
 class AuditOptions:
-    views: int = 30  # augmentations per image for alignment / EMIA scores
-    max_members: int = 2000  # D_r samples used as members by the attacks
-    references: int = 1  # independent-seed retrains for the calibrated attack
-    batch_size: int = 512
+    views: int = hp(30, ge=2, doc="augmentations per image for alignment / EMIA scores")
+    max_members: int = hp(2000, ge=1, doc="D_r samples used as members by the attacks")
+    references: int = hp(1, ge=1, doc="independent-seed retrains for the calibrated attack")
+    batch_size: int = hp(512, ge=1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Cell:
     precision: str = "fp32"
     time_limit_s: float = 3600.0
     data_root: str = ""
+    data_fingerprint: str = ""  # the data set's content (ImageData.fingerprint): edited data is a new cell
+    compile: bool = False  # torch.compile the backbone: speed only, so not in identity() (recorded)
 
     @property
     def encoder_label(self) -> str:
@@ -110,6 +113,7 @@ class Cell:
             "seed": self.seed,
             "train": dataclasses.asdict(self.train),
             "data": dataclasses.asdict(self.data),
+            "data_fingerprint": self.data_fingerprint,
             "precision": self.precision,
         }
 
@@ -151,13 +155,17 @@ class Matrix:
     device: str = "auto"
     precision: str = "fp32"
     time_limit_s: float = 3600.0
+    compile: bool = False  # torch.compile the backbone (`run --compile`); off: it was slower on CPU
     resources: dict[str, float] = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
     description: str = ""
     estimate: dict[str, Any] = field(default_factory=dict)
     executors: dict[str, dict[str, Any]] = field(default_factory=dict)  # executor -> default options
     source: str = ""
+    tuned: str = ""  # a tuned.yaml (`run --tuned`, bench/tuned.py): its values under the explicit ones
 
-    def cells(self, data_root: str = "") -> list[Cell]:
+    def cells(self, data_root: str = "", fingerprints: dict[str, str] | None = None) -> list[Cell]:
+        """Every cell; ``fingerprints`` (data set -> content hash, filled by the driver from the
+        loaded data) enter each cell's identity, so resume never trusts rows of edited data."""
         out = []
         for ds in self.datasets:
             for enc in self.encoders:
@@ -183,8 +191,14 @@ class Matrix:
                                 precision=self.precision,
                                 time_limit_s=self.time_limit_s,
                                 data_root=data_root,
+                                data_fingerprint=(fingerprints or {}).get(ds, ""),
+                                compile=self.compile,
                             )
                         )
+        if self.tuned:
+            from bench import tuned
+
+            out = tuned.apply(out, tuned.load(self.tuned))
         return out
 
 
@@ -201,14 +215,24 @@ def _did_you_mean(name: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(
-                f"unknown key '{key}' in {where}{_did_you_mean(key, names)} (allowed: {', '.join(names)})"
-            )
-    return cls(**raw)
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """``cls`` (a dataclass of options) from a YAML mapping: known names, declared types and
+    ranges (bench/hparams.py), each problem one line."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        names = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"'{where}' must be a mapping ({names}), got {raw!r}")
+    try:
+        return cls(**hparams.check(cls, raw, where))
+    except hparams.HParamError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _method_spec(item: Any) -> MethodSpec:
@@ -216,6 +240,9 @@ def _method_spec(item: Any) -> MethodSpec:
         return MethodSpec(item)
     if isinstance(item, dict) and len(item) == 1:
         (name, params), = item.items()
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"method {name}: its parameters must be a mapping, e.g. {{{name}: {{epochs: 5}}}}, "
+                              f"got {params!r}")
         return MethodSpec(str(name), tuple(sorted((params or {}).items())))
     raise ConfigError(f"bad method entry {item!r}: use a name or {{name: {{param: value}}}}")
 
@@ -223,9 +250,84 @@ def _method_spec(item: Any) -> MethodSpec:
 def _encoder_spec(item: Any) -> EncoderSpec:
     if isinstance(item, str):
         return EncoderSpec(item)
-    if isinstance(item, dict):
-        return _build(EncoderSpec, item, "encoders")
-    raise ConfigError(f"bad encoder entry {item!r}: use a name or {{name: simclr, backbone: convnet-s}}")
+    if not isinstance(item, dict):
+        raise ConfigError(f"bad encoder entry {item!r}: use a name or {{name: simclr, backbone: convnet-s}}")
+    names = [f.name for f in dataclasses.fields(EncoderSpec)]
+    for key in item:
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{key}' in encoders{_did_you_mean(key, names)} (allowed: {', '.join(names)})"
+            )
+    if not isinstance(item.get("name"), str):
+        raise ConfigError(f"encoder entry {item!r} needs a name: {{name: simclr, backbone: convnet-s}}")
+    for key, kind in (("backbone", str), ("params", dict), ("train", dict)):
+        if key in item and not isinstance(item[key], kind):
+            what = "a name" if kind is str else "a mapping"
+            raise ConfigError(f"encoder {item['name']}: '{key}' must be {what}, got {item[key]!r}")
+    return EncoderSpec(**item)
+
+
+EXAMPLES = {"datasets": "digits", "encoders": "simclr", "scenarios": "random:0.1", "seeds": "0, 1, 2",
+            "methods": "retrain, finetune", "auditors": "linear_probe"}
+
+
+def _nonempty_list(raw: dict[str, Any], key: str, matrix: str) -> list[Any]:
+    value = raw.get(key)
+    if isinstance(value, list) and value:
+        return value
+    if value is None or value == [] or value == "":
+        raise ConfigError(f"matrix '{matrix}' needs a non-empty '{key}' list, e.g. {key}: [{EXAMPLES[key]}]")
+    raise ConfigError(f"matrix '{matrix}': '{key}' must be a list, e.g. {key}: [{EXAMPLES[key]}]; got {value!r}")
+
+
+def _names(raw: dict[str, Any], key: str, matrix: str) -> list[str]:
+    out = []
+    for v in _nonempty_list(raw, key, matrix):
+        if not isinstance(v, str):
+            raise ConfigError(f"matrix '{matrix}': '{key}' entries are names, e.g. {key}: [{EXAMPLES[key]}]; "
+                              f"got {v!r}")
+        if v in out:
+            raise ConfigError(f"matrix '{matrix}': '{v}' is listed twice in '{key}'")
+        out.append(v)
+    return out
+
+
+def _seeds(raw: dict[str, Any], matrix: str) -> list[int]:
+    out: list[int] = []
+    for s in _nonempty_list(raw, "seeds", matrix):
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"matrix '{matrix}': seeds must be non-negative integers, e.g. seeds: [0, 1, 2]; "
+                              f"got {s!r}")
+        if s in out:
+            raise ConfigError(f"matrix '{matrix}': seed {s} is listed twice in 'seeds'")
+        out.append(s)
+    return out
+
+
+def _scalar(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        value = str(value)  # so `device: yes` is refused like any wrong type, not taken as 1
+    if not isinstance(value, kind):
+        raise ConfigError(f"matrix key '{key}' must be {example}, got {value!r}")
+    return value
+
+
+def _mapping(raw: dict[str, Any], key: str, example: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"matrix key '{key}' must be a mapping, e.g. {example}; got {value!r}")
+    return value
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """The parser's message in one line, with the line and column where it stopped."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = ": ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+    what = what or str(e).splitlines()[0]
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else what
 
 
 def load_matrix(name_or_path: str) -> Matrix:
@@ -242,40 +344,54 @@ def load_matrix(name_or_path: str) -> Matrix:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"matrix {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"matrix {path} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"matrix {path} must be a YAML mapping")
     return matrix_from_dict(raw, default_name=path.stem, source=str(path))
 
 
 def matrix_from_dict(raw: dict[str, Any], default_name: str = "matrix", source: str = "") -> Matrix:
+    """A :class:`Matrix` from parsed YAML: every key known and every value of its type, or one
+    :class:`ConfigError` naming the fix (names and data are checked later, by :func:`validate`)."""
     raw = dict(raw)
-    required = ["datasets", "encoders", "scenarios", "seeds", "methods", "auditors"]
-    for key in required:
-        if not raw.get(key):
-            raise ConfigError(f"matrix '{raw.get('name', default_name)}' needs a non-empty '{key}' list")
-    known = [f.name for f in dataclasses.fields(Matrix)]
+    known = [f.name for f in dataclasses.fields(Matrix) if f.name != "source"]
     for key in raw:
         if key not in known:
-            raise ConfigError(f"unknown matrix key '{key}'{_did_you_mean(key, known)}")
+            hint = _did_you_mean(str(key), known)
+            raise ConfigError(f"unknown key '{key}'{hint}" if hint else
+                              f"unknown key '{key}' in the matrix: use one of {', '.join(known)}")
+    name = str(raw.get("name", default_name))
+    executors = _mapping(raw, "executors", "executors: {local: {workers: 2}}")
+    for k, v in executors.items():
+        if v is not None and not isinstance(v, dict):
+            raise ConfigError(f"executors.{k} must be a mapping of options, e.g. {{workers: 2}}; got {v!r}")
+    resources = _mapping(raw, "resources", "resources: {num_cpus: 1, num_gpus: 0}") or {"num_cpus": 1, "num_gpus": 0}
+    for k, v in resources.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"resources.{k} must be a non-negative number, got {v!r}")
+    time_limit = _scalar(raw, "time_limit_s", (int, float), 3600.0, "a number of seconds > 0")
+    if not time_limit > 0:
+        raise ConfigError(f"time_limit_s must be > 0 seconds, got {time_limit!r}")
     return Matrix(
-        name=str(raw.get("name", default_name)),
-        datasets=[str(d) for d in raw["datasets"]],
-        encoders=[_encoder_spec(e) for e in raw["encoders"]],
-        scenarios=[str(s) for s in raw["scenarios"]],
-        seeds=[int(s) for s in raw["seeds"]],
-        methods=[_method_spec(m) for m in raw["methods"]],
-        auditors=[str(a) for a in raw["auditors"]],
-        train=_build(TrainBudget, raw.get("train") or {}, "train"),
-        data=_build(DataOptions, raw.get("data") or {}, "data"),
-        audit=_build(AuditOptions, raw.get("audit") or {}, "audit"),
-        device=str(raw.get("device", "auto")),
-        precision=str(raw.get("precision", "fp32")),
-        time_limit_s=float(raw.get("time_limit_s", 3600.0)),
-        resources=dict(raw.get("resources") or {"num_cpus": 1, "num_gpus": 0}),
-        description=str(raw.get("description", "")),
-        estimate=dict(raw.get("estimate") or {}),
-        executors={str(k): dict(v or {}) for k, v in (raw.get("executors") or {}).items()},
+        name=name,
+        datasets=_names(raw, "datasets", name),
+        encoders=[_encoder_spec(e) for e in _nonempty_list(raw, "encoders", name)],
+        scenarios=_names(raw, "scenarios", name),
+        seeds=_seeds(raw, name),
+        methods=[_method_spec(m) for m in _nonempty_list(raw, "methods", name)],
+        auditors=_names(raw, "auditors", name),
+        train=_build(TrainBudget, raw.get("train"), "train"),
+        data=_build(DataOptions, raw.get("data"), "data"),
+        audit=_build(AuditOptions, raw.get("audit"), "audit"),
+        device=_scalar(raw, "device", str, "auto", "auto, cpu or cuda[:N]"),
+        precision=_scalar(raw, "precision", str, "fp32", "fp32 or bf16"),
+        time_limit_s=float(time_limit),
+        compile=_flag(raw.get("compile", False), "compile"),
+        resources=dict(resources),
+        description=str(raw.get("description") or ""),
+        estimate=dict(_mapping(raw, "estimate", "estimate: {train_img_s: 1000, basis: ...}")),
+        executors={str(k): dict(v or {}) for k, v in executors.items()},
+        tuned=str(raw.get("tuned") or ""),
         source=source,
     )
 
@@ -288,48 +404,127 @@ def _check_name(reg: registry.Registry, name: str) -> None:
         raise ConfigError(reg.unknown_message(name))
 
 
-def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download: bool = False) -> list[str]:
-    """Raise :class:`ConfigError` on the first problem; return warnings (data absent when not checked)."""
-    from bench.data import check_dataset, parse_dataset
+def _check_encoder_params(enc: EncoderSpec) -> None:
+    """The encoder's params are keyword arguments of its constructor (after backbone and info)."""
+    import inspect
+
+    sig = inspect.signature(registry.encoders.get(enc.name))
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    names = list(sig.parameters)[2:]
+    for key in enc.params:
+        if key not in names:
+            raise ConfigError(f"unknown key '{key}' in encoder {enc.name} params{_did_you_mean(key, names)} "
+                              f"(allowed: {', '.join(names)})")
+
+
+def _check_device(device: str) -> None:
+    """A CUDA device this process can see (for executors that run cells here)."""
+    import torch
+
+    from bench.device import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA "
+                          f"device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def check_data_content(matrix: Matrix, spec: str, data: Any) -> None:
+    """What only the loaded data can tell: every ``class:<c>`` exists, and every (scenario,
+    seed) split can be drawn with the matrix's data sizes (the runner's own ``make_split``)."""
+    from bench.splits import make_split
+
+    _check_classes(matrix, spec, data.num_classes)
+    train_y, test_y = data.train_y.numpy(), data.test_y.numpy()
+    d = matrix.data
+    for sc in matrix.scenarios:
+        scenario = parse_scenario(sc)
+        for seed in matrix.seeds:
+            try:
+                make_split(train_y, test_y, scenario, seed, d.n_val, d.n_train, d.n_test)
+            except ValueError as e:
+                raise ConfigError(f"{spec}, scenario {sc}, seed {seed}: {e} "
+                                  f"(data.n_val / data.n_train must leave members)") from None
+
+
+def _check_classes(matrix: Matrix, spec: str, num_classes: int) -> None:
+    """``class:<c>`` against a class count known without loading (a loader's ``shape``)."""
+    for sc in matrix.scenarios:
+        scenario = parse_scenario(sc)
+        if scenario.kind == "class" and not 0 <= scenario.cls < num_classes:
+            raise ConfigError(f"scenario '{sc}': {spec} has {num_classes} classes, numbered 0 to "
+                              f"{num_classes - 1}: use class:<c> with 0 <= c <= {num_classes - 1}")
+
+
+def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download: bool = False,
+             executor: str = "local") -> list[str]:
+    """Raise :class:`ConfigError` on the first problem; return warnings (data absent when not checked).
+
+    Cheap checks first (names, types, ranges), the data last: with ``check_data`` each data set
+    present on disk is loaded here (memoised for the run: bench.data.load_dataset), so a corrupt
+    image, a class the data set lacks or a split its sizes cannot draw is refused before any work.
+    ``executor``: a CUDA device is checked here only for the local executor (others run cells on
+    other machines). Method parameters come back coerced to their declared types."""
+    from bench.data import DataUnavailableError, check_dataset, load_dataset, parse_dataset
 
     warnings: list[str] = []
     for ds in matrix.datasets:
         _check_name(registry.datasets, parse_dataset(ds)[0])
-        problem = check_dataset(ds, data_root, download)
-        if problem and check_data:
-            raise ConfigError(problem)
-        if problem:
-            warnings.append(problem)
     for enc in matrix.encoders:
         _check_name(registry.encoders, enc.name)
         _check_name(registry.backbones, enc.backbone)
+        _check_encoder_params(enc)
         _build(TrainBudget, {**dataclasses.asdict(matrix.train), **enc.train}, f"encoder {enc.name} train")
     for sc in matrix.scenarios:
         try:
             parse_scenario(sc)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    checked = []
     for spec in matrix.methods:
         _check_name(registry.methods, spec.name)
-        cls = registry.methods.get(spec.name)
-        _build(cls, spec.kwargs, f"method {spec.name}")
+        try:
+            values = hparams.check(registry.methods.get(spec.name), spec.kwargs, f"method {spec.name}")
+        except hparams.HParamError as e:
+            raise ConfigError(str(e)) from None
+        checked.append(MethodSpec(spec.name, tuple(sorted(values.items()))))
+    matrix.methods = checked
     for name in matrix.auditors:
         _check_name(registry.auditors, name)
-    t = matrix.train
-    if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:
-        raise ConfigError("train needs epochs >= 1, batch_size >= 2 and lr > 0")
-    if t.optimizer not in {"adam", "adamw", "sgd"}:
-        raise ConfigError(f"train.optimizer '{t.optimizer}' unknown: use adam, adamw or sgd")
-    if t.schedule not in {"cosine", "constant"}:
-        raise ConfigError(f"train.schedule '{t.schedule}' unknown: use cosine or constant")
     if matrix.precision not in {"fp32", "bf16"}:
         raise ConfigError(f"precision '{matrix.precision}' unknown: use fp32 or bf16")
     if matrix.device != "auto" and not matrix.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"device '{matrix.device}' unknown: use auto, cpu or cuda[:N]")
-    if matrix.data.n_val < 1:
-        raise ConfigError("data.n_val must be >= 1: the validation split D_v is part of the protocol")
-    if matrix.audit.views < 2 or matrix.audit.references < 1:
-        raise ConfigError("audit needs views >= 2 and references >= 1")
+    if executor == "local":
+        _check_device(matrix.device)
     if not any(m.name == "retrain" for m in matrix.methods):
         raise ConfigError("every matrix must list 'retrain' among its methods: it is the reference")
+    for ds in matrix.datasets:
+        problem = check_dataset(ds, data_root, download)
+        if problem and check_data:
+            raise ConfigError(problem)
+        if problem:
+            warnings.append(problem)
+            continue
+        if check_data and check_dataset(ds, data_root, False) is None:  # on disk: decode it once now
+            try:
+                data = load_dataset(ds, data_root, reload=True)
+            except DataUnavailableError as e:
+                raise ConfigError(str(e)) from None
+            except Exception as e:  # a loader's own failure, in one line
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise ConfigError(f"dataset {ds} could not be loaded ({type(e).__name__}: {first})") from None
+            check_data_content(matrix, ds, data)
+        else:  # absent (a dry run) or still to download: what its declared shape tells
+            shape = getattr(registry.datasets.get(parse_dataset(ds)[0]), "shape", None)
+            if shape:
+                _check_classes(matrix, ds, int(shape[3]))
+    if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)
+        from bench import tuned
+
+        warnings += tuned.check(matrix)
     return warnings

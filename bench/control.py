@@ -3,10 +3,11 @@
 Retrain never saw D_f, so its forget accuracy should match its test accuracy up to the
 sampling noise of |D_f| images, unless the training split itself differs from the test
 split (JPEG copies, near-duplicates, a biased member subset). This scores each cell's
-retrain with the linear-probe auditor's own probe (fit on the same D_r sample) on D_f,
-D_v, a pool of training images outside the member subset and D_t, and places FA among
-the accuracies of random |D_f|-image draws from that pool (hypergeometric, exact). A pool
-that matches TA while FA sits in the draws' tail says the gap is the draw, not the protocol.
+retrain with the linear-probe auditor's own probe (fit on the same D_r sample plus D_v,
+bench.probe.fit_set) on D_f, a pool of training images outside the member subset and D_t,
+and places FA among the accuracies of random |D_f|-image draws from that pool
+(hypergeometric, exact). A pool that matches TA while FA sits in the draws' tail says the
+gap is the draw, not the protocol. D_v is not scored: the probe is fit on it.
 
     python -m bench.control --matrix cpu --cache-dir /work/model_cache [--encoder simclr]
 
@@ -27,7 +28,7 @@ from scipy.stats import hypergeom
 
 from bench.config import Cell, load_matrix
 from bench.features import clean_features
-from bench.probe import fit_probe
+from bench.probe import FIT_SPLITS, fit_probe, fit_set
 from bench.report.publish import command_line, git_commit, machine, write_block
 from bench.runner import CellRunner
 
@@ -39,7 +40,6 @@ class Control:
     cell: str
     n_forget: int
     fa: float
-    va: float  # D_v: training-split non-members inside the member subset
     pool: float  # training-split non-members outside it
     pool_lo: float  # 2.5th and 97.5th percentile of the accuracy of |D_f|-image draws from the pool
     pool_hi: float
@@ -70,12 +70,13 @@ def control(cell: Cell, cache_root: Path) -> Control:
     cr = CellRunner(cell, cache_root)
     forgotten, retain = cr.split.after_request(0)
     enc, _ = cr.trained(retain, cell.seed, "retrain")
-    fit_on = cr.audit_views(forgotten, retain)["retain"]
+    views = cr.audit_views(forgotten, retain)
 
     def feats(x: torch.Tensor) -> np.ndarray:  # as the auditors see them (bench.features.extract)
         return clean_features(enc, x, cell.audit.batch_size, cr.device, cell.precision)
 
-    probe = fit_probe(feats(fit_on.x), fit_on.y.cpu().numpy())
+    probe = fit_probe(*fit_set({s: feats(views[s].x) for s in FIT_SPLITS},
+                               {s: views[s].y.cpu().numpy() for s in FIT_SPLITS}))
 
     def correct(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         return probe.predict(feats(x)) == y.numpy() if len(y) else np.zeros(0, bool)
@@ -89,17 +90,16 @@ def control(cell: Cell, cache_root: Path) -> Control:
     te = torch.as_tensor(cr.split.test)
     return Control(
         cell=cell.label, n_forget=nf, fa=fa,
-        va=100 * correct(tx[cr.split.val], ty[cr.split.val]).mean(),
         pool=100 * hits.mean() if len(hits) else float("nan"), pool_lo=lo, pool_hi=hi,
         fa_percentile=pct, ta=100 * correct(cr.data.test_x[te], cr.data.test_y[te]).mean(),
     )
 
 
 def markdown(rows: list[Control]) -> str:
-    head = ("| cell | FA (D_f) | D_v | outside pool [95 % range of an n-image draw] | P(draw <= FA) % "
-            "| TA | FA - TA | pool - TA |\n|---|---:|---:|---|---:|---:|---:|---:|")
+    head = ("| cell | FA (D_f) | outside pool [95 % range of an n-image draw] | P(draw <= FA) % "
+            "| TA | FA - TA | pool - TA |\n|---|---:|---|---:|---:|---:|---:|")
     lines = [
-        f"| {r.cell} | {r.fa:.1f} (n={r.n_forget}) | {r.va:.1f} | {r.pool:.1f} [{r.pool_lo:.1f}, {r.pool_hi:.1f}] "
+        f"| {r.cell} | {r.fa:.1f} (n={r.n_forget}) | {r.pool:.1f} [{r.pool_lo:.1f}, {r.pool_hi:.1f}] "
         f"| {r.fa_percentile:.1f} | {r.ta:.1f} | {r.fa - r.ta:+.1f} | {r.pool - r.ta:+.1f} |"
         for r in rows
     ]

@@ -15,6 +15,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor -> ``device``. To CUDA through pinned memory with ``non_blocking``: a copy
+    from pageable memory makes the host wait for all GPU work already queued (a hidden sync)."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a wall clock read after it includes that work)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def place(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` on ``device``; channels_last on CUDA, where cuDNN's convolutions (and bf16
+    tensor cores) run fastest in NHWC. Inputs are channels_last already (the augmenter writes
+    them so), so the layout never flips between layers."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if device.type == "cuda" else module
+
+
+def compile_backbone(encoder: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` the encoder's backbone in place (``nn.Module.compile``: parameter names
+    and the state dict stay as they are, so cache keys and state hashes do not change). Only
+    the backbone: heads and losses are small, and the augmentation draws its parameters on
+    the host."""
+    encoder.backbone.compile()
+    return encoder
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast where asked for (CPU and CUDA both support it); a no-op for fp32."""
     if precision == "bf16":

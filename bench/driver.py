@@ -1,6 +1,7 @@
 """The library behind every CLI command: each is a function a test can call without a shell.
 
-Only this module's ``run_matrix`` (the driver) writes MLflow and the leaderboard.
+Only this module writes MLflow and the report: ``run_matrix`` (the driver) its rows, ``report``
+the report's files and the report run that carries them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import registry
+from bench import registry, tuned
 from bench.audit import metric_specs
-from bench.config import ConfigError, Matrix, load_matrix, shipped_matrices, validate
+from bench.config import ConfigError, Matrix, check_data_content, load_matrix, shipped_matrices, validate
 from bench.data import default_data_root, load_dataset
 from bench.estimate import describe as describe_cost
 from bench.executors import failed_rows, get_executor
-from bench.report.leaderboard import GROUP, build_markdown, latest, write_leaderboard
+from bench.report.build import AuditorFigures, Report, build_report, write_report
+from bench.report.frame import CELL, latest
 from bench.report.publish import provenance_tags, publish
-from bench.runner import pending
+from bench.runner import pending, row_hashes
+from bench.storelock import StoreLock
 from bench.tracking import Tracker
 
 log = logging.getLogger("bench")
@@ -43,6 +46,8 @@ class RunOptions:
     precision: str | None = None
     tracking_uri: str | None = None
     download: bool = False  # let torchvision download missing data sets (needs internet)
+    compile: bool = False  # torch.compile the backbones (overrides the matrix's compile: false)
+    tuned: Path | None = None  # a tuned.yaml (bench/tuned.py); overrides the matrix's tuned: key
 
     @property
     def root(self) -> Path:
@@ -74,8 +79,22 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
         matrix.device = opts.device
     if opts.precision:
         matrix.precision = opts.precision
-    warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download)
+    if opts.compile:
+        matrix.compile = True
+    if opts.tuned:
+        matrix.tuned = str(opts.tuned)
+    warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download,
+                        executor=opts.executor)
+    executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
     return matrix, warnings
+
+
+def executor_for(opts: RunOptions, matrix: Matrix):
+    """The executor the options name, with the matrix's resources and defaults (cheap: engines
+    connect only when cells are mapped)."""
+    return get_executor(opts.executor, **{"resources": matrix.resources,
+                                          **matrix.executors.get(opts.executor, {}),
+                                          **opts.executor_options})
 
 
 def describe_cells(matrix: Matrix, root: Path) -> str:
@@ -101,19 +120,31 @@ def run_matrix(opts: RunOptions) -> RunSummary:
         return RunSummary()
     if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
         for ds in matrix.datasets:
-            load_dataset(ds, opts.root, download=True)
-    executor = get_executor(opts.executor, **{"resources": matrix.resources,
-                                              **matrix.executors.get(opts.executor, {}),
-                                              **opts.executor_options})
+            check_data_content(matrix, ds, load_dataset(ds, opts.root, download=True))
+    executor = executor_for(opts, matrix)
+    with StoreLock(opts.results_dir):  # one driver per store, taken before MLflow opens it
+        return _drive(opts, matrix, executor, t0)
+
+
+def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
+    """The run proper, holding the results folder: resume, run the cells, log them, report."""
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
+    killed = tracker.mark_killed()  # we hold the store: a RUNNING invocation's driver is dead
+    if killed:
+        log.info("marked %d invocation(s) of a killed driver as KILLED", killed)
     exp_id = tracker.experiment_id(matrix.name)
     stale = tracker.discard_unfinished(exp_id)
     if stale:
         log.info("discarded %d half-written run(s) of an interrupted invocation", stale)
     done = frozenset() if opts.fresh else frozenset(tracker.finished_hashes(exp_id))
-    all_cells = matrix.cells(str(opts.root))
+    # the content of each data set (loaded by validation) joins every cell's identity: rows of
+    # data edited since do not resume, and models trained on it are not reused (bench/runner.py)
+    fingerprints = {ds: load_dataset(ds, opts.root).fingerprint for ds in matrix.datasets}
+    all_cells = matrix.cells(str(opts.root), fingerprints)
     cells = [c for c in all_cells if pending(c, done)]
+    notes = tuned.notes(matrix, tuned.load(matrix.tuned)) if matrix.tuned else {}  # bench.tuned row tags
     parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv),
+                                           **tuned.invocation_tags(matrix),
                                            **provenance_tags(matrix.device)})
     trained = cache_hits = 0
 
@@ -121,13 +152,15 @@ def run_matrix(opts: RunOptions) -> RunSummary:
         tracker.tag_parent(parent, {"bench.wall_s": f"{time.perf_counter() - t0:.1f}",
                                     "bench.models_trained": trained, "bench.cache_hits": cache_hits})
 
-    summary = RunSummary(resumed=len(done))
+    resumed = len(done & {h for c in all_cells for h in row_hashes(c)})  # this matrix's, on this data
+    summary = RunSummary(resumed=resumed)
     log.info("matrix %s: %d cells, %d with work left; %d finished results found (resume)",
-             matrix.name, len(all_cells), len(cells), len(done))
+             matrix.name, len(all_cells), len(cells), resumed)
     try:
         for i, result in enumerate(executor.map(cells, opts.cache, done), 1):
             if result.error and not result.rows:  # died before any row: each method records why
                 result.rows = failed_rows(result.cell, result.error, done)
+            tuned.stamp(result, notes)
             tracker.log_cell(exp_id, parent, result)
             trained += sum(e.startswith("trained ") for e in result.events)
             cache_hits += sum(e.startswith("cache hit") for e in result.events)
@@ -154,32 +187,74 @@ def run_matrix(opts: RunOptions) -> RunSummary:
 
 def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: str | None = None,
            benchmarks: Path | None = None) -> Path:
-    """Rebuild ``<results>/<matrix>/leaderboard.md`` from MLflow alone; with ``benchmarks``,
-    also write it, with each contributing invocation's provenance, between the matrix's
-    markers in that file (BENCHMARKS.md)."""
+    """Rebuild ``<results>/<matrix>/`` (leaderboard.md, cells/*.md, figures/*.png) from MLflow
+    alone, and log the same files on the experiment's report run (bench.kind=report, replacing
+    the previous one); with ``benchmarks``, also write the leaderboard, with each contributing
+    invocation's provenance, between the matrix's markers in that file (BENCHMARKS.md), its links
+    resolving from there."""
     tracker = Tracker(results_dir, tracking_uri)
     df = tracker.results_frame(matrix_name)
-    path = Path(results_dir) / matrix_name / "leaderboard.md"
-    links = {}
-    if len(df) and "figures_run" in df:
-        for key, sub in df[df.figures_run != ""].groupby(GROUP):
-            row = sub.sort_values(["seed", "start_time"]).iloc[-1]
-            art = tracker.artifact_dir(row.figures_run)
-            if art is None:
-                continue
-            figs = sorted((art / row.cell_slug).glob("**/*.png"))
-            if figs:
-                links[key] = os.path.relpath(figs[0], path.parent)
-    md = build_markdown(df, metric_specs(), matrix_name, links)
-    out = write_leaderboard(md, path)
+    folder = Path(results_dir) / matrix_name
+    # the tuning lines (bench/report/tuning.py) join here: header=[...] and cell_notes=<frame -> lines>
+    rep = build_report(df, metric_specs(), matrix_name, auditor_figures(tracker, df))
+    out = write_report(rep, folder)
+    log_report_run(tracker, matrix_name, rep)
     if benchmarks is not None:
         used = set(latest(df).parent_run) if len(df) and "parent_run" in df else set()
-        last = df.groupby("parent_run").start_time.max()  # rows are logged as their cell ends
+        last = df.groupby("parent_run").start_time.max() if len(df) else {}  # rows are logged as their cell ends
         runs = [{**i, "last_result": int(last[i["run_id"]])} for i in tracker.invocations(matrix_name)
                 if i["run_id"] in used]
-        # no figure links: they point into the results folder, which the repository lacks
-        publish(Path(benchmarks), matrix_name, build_markdown(df, metric_specs(), matrix_name), runs)
+        root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
+        publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs)
     return out
+
+
+def auditor_figures(tracker: Tracker, df) -> AuditorFigures:
+    """The PNGs the auditors drew, per (cell, seed), as the store keeps them: on the run the rows'
+    ``bench.figures_run`` tag names, under ``figures/`` (Tracker.figure_paths), or, in stores
+    written before that, on the invocation's parent run under ``<cell_slug>/``."""
+    out: dict = {}
+    if not len(df) or "figures_run" not in df:
+        return out
+    rows = latest(df)
+    for key, sub in rows[rows.figures_run != ""].groupby([*CELL, "seed"]):
+        cell, seed = tuple(key[:-1]), key[-1]
+        row = sub.sort_values("start_time").iloc[-1]
+        found = []
+        if hasattr(tracker, "figure_paths"):
+            found = [(p.name if "figures" not in p.parts else "/".join(p.parts[p.parts.index("figures") + 1:]), p)
+                     for p in tracker.figure_paths(row.figures_run)]
+        if not found:
+            art = tracker.artifact_dir(row.figures_run)
+            base = art / row.cell_slug if art is not None else None
+            if base is not None and base.is_dir():
+                found = [(p.relative_to(base).as_posix(), p) for p in sorted(base.glob("**/*.png"))]
+        if found:
+            out[(cell, int(seed))] = found
+    return out
+
+
+def log_report_run(tracker: Tracker, matrix_name: str, rep: Report) -> None:
+    """The report's files as artifacts of one run tagged bench.kind=report (neither an invocation
+    nor a row: resume and provenance never count it); the previous report run is deleted once
+    the new one is complete."""
+    import tempfile
+
+    exp_id = tracker.experiment_id(matrix_name, create=False)
+    if exp_id is None:
+        return
+    old = tracker.client.search_runs([exp_id], filter_string="tags.`bench.kind` = 'report'", max_results=100)
+    run = tracker.client.create_run(exp_id, tags={"bench.kind": "report"},
+                                    run_name=f"report {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, content in rep.files.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+        tracker.client.log_artifacts(run.info.run_id, tmp)
+    tracker.client.set_terminated(run.info.run_id, "FINISHED")
+    for r in old:
+        tracker.client.delete_run(r.info.run_id)
 
 
 def list_components(kind: str) -> str:
@@ -196,18 +271,48 @@ def list_components(kind: str) -> str:
            "auditors": registry.auditors, "backbones": registry.backbones}.get(kind)
     if reg is None:
         raise ConfigError(f"unknown listing '{kind}': use methods, encoders, backbones, datasets, auditors or matrices")
-    lines = []
-    for entry in reg:
+    from bench.hparams import params, search_space
+
+    def summary(entry) -> str:
+        """The registered description, else the first sentence of the class's or its module's
+        docstring (a dataclass without a docstring gets an auto-generated signature: never shown)."""
         obj = entry.obj
-        doc = (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else entry.meta.get("description", "")
-        extra = ""
+        own = (obj.__doc__ or "").strip()
+        if dataclasses.is_dataclass(obj) and own.startswith(f"{obj.__name__}("):
+            own = ""
+        module = (getattr(sys.modules.get(obj.__module__), "__doc__", None) or "").strip()
+        paragraph = " ".join((own or module).split("\n\n")[0].split())
+        first, dot, _ = paragraph.partition(". ")
+        return entry.meta.get("description") or first + dot.strip()
+
+    def packed(label: str, items: list[str], sep: str) -> list[str]:
+        """``label: a, b, c`` over lines of at most 100 characters, never splitting an item."""
+        out, line = [], f"  {label + ':':14s}"
+        for i, item in enumerate(items):
+            piece = item + (sep if i < len(items) - 1 else "")
+            if len(line) + len(piece) > 100 and line.strip() != label + ":":
+                out.append(line.rstrip())
+                line = " " * 16
+            line += piece
+        return [*out, line.rstrip()]
+
+    def method_block(entry) -> list[str]:
+        obj = entry.obj
+        defaults = [f"{n}={p.default!r}" for n, p in params(obj).items()] or ["none"]
+        space = [f"{n} {sp}" for n, sp in search_space(obj).items()] or ["none (runs at its defaults)"]
+        return [*textwrap.wrap(f"{entry.name}: {summary(entry)}", 100, subsequent_indent="  "),
+                *packed("source", [entry.meta.get("source", "")], ""),
+                *packed("data", [f"needs={list(obj.needs)}", f"requires={sorted(obj.requires)}"], " "),
+                *packed("defaults", defaults, ", "), *packed("search space", space, "; ")]
+
+    lines: list[str] = []
+    for entry in reg:
         if kind == "methods":
-            fields = {f.name: f.default for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
-            extra = f" needs={list(obj.needs)} requires={sorted(obj.requires)} defaults={fields}"
-        elif kind == "auditors":
-            extra = " metrics=" + ",".join(f"{m.name}{m.arrow}" for m in obj.metrics)
-        lines.append(f"{entry.name:24s} {entry.meta.get('description', doc)}{extra}")
-    return "\n".join(lines)
+            lines += [*method_block(entry), ""]
+            continue
+        extra = " metrics=" + ",".join(f"{m.name}{m.arrow}" for m in entry.obj.metrics) if kind == "auditors" else ""
+        lines.append(f"{entry.name:24s} {summary(entry)}{extra}")
+    return "\n".join(lines).rstrip()
 
 
 def import_archive(archive: Path, data_root: Path | None = None) -> Path:
@@ -229,7 +334,12 @@ def import_archive(archive: Path, data_root: Path | None = None) -> Path:
 
 
 def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri: str | None = None) -> int:
-    """Start the MLflow UI on the results store, bound to localhost."""
+    """Serve the MLflow UI on the results store, bound to localhost, until Ctrl-C or SIGTERM.
+
+    ``mlflow ui`` forks a server and its workers; they run in a process group of their own,
+    which is stopped as a whole however this process ends (Ctrl-C, SIGTERM, SIGHUP, an
+    error), so no server is left holding the port."""
+    import signal
     import subprocess
 
     from bench.tracking import default_uri
@@ -237,5 +347,53 @@ def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri
     uri = tracking_uri or default_uri(results_dir)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port)]
-    print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
-    return subprocess.call(cmd)
+    # MLflow 3 opens an experiment as a GenAI app unless the UI is in its "machine learning" mode
+    print(f"MLflow UI on http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning "
+          f"(store {uri}); Ctrl-C stops it", flush=True)
+
+    def leave(signum: int, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    handled = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, leave) for s in handled}
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop_group(proc)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def stop_group(proc, grace_s: float = 10.0) -> None:
+    """SIGTERM ``proc``'s process group (it leads one: ``start_new_session``), wait up to
+    ``grace_s`` for every member to leave, then SIGKILL what remains."""
+    import signal
+    import subprocess
+
+    if not hasattr(os, "killpg"):  # Windows: no process groups; the child alone
+        proc.terminate()
+        return
+    pgid = proc.pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)  # any member left?
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    proc.wait()

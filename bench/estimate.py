@@ -162,9 +162,9 @@ def measure_throughput(encoder: str = "simclr", backbone: str = "convnet-s", siz
         torch.set_num_threads(threads)
 
     from bench.data import Batch
-    from bench.device import autocast, resolve_device
+    from bench.device import autocast, place, resolve_device, synchronize
     from bench.encoders.base import DataInfo, build_encoder
-    from bench.training import make_optimizer, optimizer_step
+    from bench.training import LossWatch, make_optimizer, optimizer_step
 
     dev = resolve_device(device)
     info = DataInfo(10, tuple(str(i) for i in range(10)), (3, size, size), (0.5,) * 3, (0.25,) * 3)
@@ -172,19 +172,20 @@ def measure_throughput(encoder: str = "simclr", backbone: str = "convnet-s", siz
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, generator=gen).to(dev)
     batch = Batch(x, torch.zeros(batch_size, dtype=torch.long, device=dev),
                   torch.arange(batch_size, device=dev))
-    enc = build_encoder(encoder, backbone, info, dict(params or {})).to(dev)
+    enc = place(build_encoder(encoder, backbone, info, dict(params or {})), dev)  # as the runner does
     opt = make_optimizer("adam", enc.trainable_parameters(), 1e-3)
     clock = time.process_time if dev.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
 
     def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        synchronize(dev)
 
-    def train_steps() -> None:
+    def train_steps() -> None:  # the training loop's own step and loss check (bench/training.py)
+        watch = LossWatch()
         for _ in range(steps):
             with autocast(dev, precision):
                 loss = enc.objective(batch, gen).mean()
-            optimizer_step(enc, opt, loss)
+            optimizer_step(enc, opt, loss, watch)
+        watch.check()
 
     def audit_views() -> None:
         with torch.no_grad(), autocast(dev, precision):

@@ -6,6 +6,10 @@ resulting :class:`ModelFeatures`. Views are drawn from a generator seeded by the
 cell, not by the model, so every model is scored on the *same* augmentations
 (common random numbers): that is what lets the calibrated attack subtract a
 reference model's score sample by sample.
+
+D_v (split ``val``) gets clean features and labels only: it is there so that the probe
+and the kNN bank see every class (:data:`FIT_ONLY`), never as a member or non-member
+sample of an attack, so no views or losses are spent on it.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from bench.device import autocast
 from bench.encoders.base import Encoder
 
 ALIGN_SAMPLES = 8  # forget images drawn in the alignment-matrix heat map
+# Splits that only fit the probe and the kNN bank (bench/probe.py): clean features and labels.
+FIT_ONLY = frozenset({"val"})
 
 
 @dataclass
 class ModelFeatures:
     name: str
-    feats: dict[str, np.ndarray]  # split -> [n, d] backbone features of clean images
-    labels: dict[str, np.ndarray]  # split -> [n]
+    feats: dict[str, np.ndarray]  # split -> [n, d] backbone features of clean images (FIT_ONLY too)
+    labels: dict[str, np.ndarray]  # split -> [n] (FIT_ONLY too)
     align_head: dict[str, np.ndarray]  # split -> [n] mean pairwise cosine of V head embeddings
     align_backbone: dict[str, np.ndarray]  # same on backbone features of the views
     loss: dict[str, np.ndarray]  # split -> [n] per-sample objective on fixed view draws
@@ -123,7 +129,8 @@ def extract(
     precision: str,
     seed: int,
 ) -> ModelFeatures:
-    """Encode every audit split once: clean features, V-view alignments, per-sample loss."""
+    """Encode every audit split once: clean features, V-view alignments, per-sample loss
+    (splits in :data:`FIT_ONLY`: clean features and labels only)."""
     encoder.eval()
     out: dict[str, dict[str, np.ndarray]] = {
         k: {} for k in ("feats", "labels", "align_head", "align_backbone", "loss", "scores")
@@ -135,6 +142,9 @@ def extract(
         gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{split}".encode()))
         scores, ah, ab = [], [], []
         out["feats"][split] = clean_features(encoder, view.x, bs, device, precision)
+        out["labels"][split] = view.y.cpu().numpy()
+        if split in FIT_ONLY:
+            continue
         for s in range(0, len(view), bs):
             with autocast(device, precision):
                 cs = encoder.class_scores(view.x[s : s + bs])
@@ -154,12 +164,12 @@ def extract(
             ab.append(_mean_pairwise_cos(f.float().view(n, opts.views, -1)).cpu())
             if split == "forget" and s == 0:
                 align_views = zv[:ALIGN_SAMPLES].cpu().numpy()
-        out["labels"][split] = view.y.cpu().numpy()
         out["align_head"][split] = torch.cat(ah).numpy() if ah else np.zeros(0)
         out["align_backbone"][split] = torch.cat(ab).numpy() if ab else np.zeros(0)
         if scores:
             out["scores"][split] = torch.cat(scores).numpy()
-    out["loss"] = _pooled_losses(encoder, views, bs, device, precision, seed)
+    scored = {k: v for k, v in views.items() if k not in FIT_ONLY}  # the pool as before D_v joined
+    out["loss"] = _pooled_losses(encoder, scored, bs, device, precision, seed)
     return ModelFeatures(
         name=name,
         feats=out["feats"],

@@ -27,10 +27,11 @@ from bench.cache import ModelCache
 from bench.config import Cell, MethodSpec, stable_hash
 from bench.context import UnlearnContext
 from bench.data import DataView, ImageData, load_dataset
-from bench.device import PeakMemory, resolve_device
+from bench.device import PeakMemory, compile_backbone, place, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
 from bench.features import ModelFeatures, extract, state_hash
 from bench.report.flags import cell_flags, noisy_metrics
+from bench.report.roles import FLOOR
 from bench.report.summary import avg_gap
 from bench.splits import Split, make_split, parse_scenario
 from bench.training import train_encoder
@@ -59,6 +60,7 @@ class CellResult:
     artifacts: dict[str, bytes] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # cache hits / trainings, for the log
     error: str = ""  # a failure of the cell itself (data, original model)
+    scenario_name: str = ""  # the scenario as shown, class by name: "class:2 (delta)" (CellRunner)
 
 
 def _short_error(e: BaseException) -> str:
@@ -76,6 +78,9 @@ class CellRunner:
         self.cache = ModelCache(cache_root)
         self.device = resolve_device(cell.device)
         self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None)
+        if cell.data_fingerprint and cell.data_fingerprint != self.data.fingerprint:  # edited mid-run
+            raise RuntimeError(f"{cell.dataset} changed on disk since the run was validated (content "
+                               f"{self.data.fingerprint}, validated {cell.data_fingerprint}): run again")
         self.info = DataInfo.of(self.data)
         self.scenario = parse_scenario(cell.scenario)
         d = cell.data
@@ -85,6 +90,7 @@ class CellRunner:
         )
         self.events: list[str] = []
         self._features: dict[str, ModelFeatures] = {}
+        self._yardsticks: dict[tuple[int, str], tuple[dict[str, float], list[str]]] = {}  # yardstick()
         self.encoder_cls = registry.encoders.get(cell.encoder)
 
     # --- data ----------------------------------------------------------------
@@ -103,32 +109,48 @@ class CellRunner:
         return np.sort(rng.permutation(retain)[: self.cell.audit.max_members])
 
     def audit_views(self, forgotten: np.ndarray, retain: np.ndarray) -> dict[str, DataView]:
+        """What the auditors score. ``val`` (D_v, never trained on) only joins D_r in fitting the
+        probe and the kNN bank (bench/probe.py), so they know every class: the attacks take
+        their members from ``retain`` alone."""
         return {
             "forget": self.train_view(forgotten, "forget"),
             "retain": self.train_view(self.audit_members(retain), "retain"),
             "test": self.test_view(),
+            "val": self.train_view(self.split.val, "val"),
         }
+
+    @property
+    def forgotten_classes(self) -> tuple[int, ...]:
+        """Classes with no sample left in D_r: the auditors' only hint of the scenario (TA_rest)."""
+        return (self.scenario.cls,) if self.scenario.kind == "class" else ()
+
+    @property
+    def scenario_name(self) -> str:
+        """The scenario as the leaderboard and MLflow show it: a class by its name too."""
+        if self.scenario.kind != "class":
+            return self.cell.scenario
+        return f"{self.cell.scenario} ({self.data.classes[self.scenario.cls]})"
 
     def audit_sizes(self, r: int) -> dict[str, int]:
         """Sizes of request ``r``'s audit views, without building them (bench/report/sanity.py)."""
         forgotten, retain = self.split.after_request(r)
         return {"forget": len(forgotten), "retain": len(self.audit_members(retain)),
-                "test": len(self.split.test)}
+                "test": len(self.split.test), "val": len(self.split.val)}
 
     # --- models --------------------------------------------------------------
     def new_encoder(self, seed: int) -> Encoder:
         torch.manual_seed(seed)
         enc = build_encoder(self.cell.encoder, self.cell.backbone, self.info, dict(self.cell.encoder_params))
-        enc = enc.to(self.device)
-        if self.device.type == "cuda":
-            enc = enc.to(memory_format=torch.channels_last)
-        return enc
+        enc = place(enc, self.device)  # channels_last on CUDA
+        return compile_backbone(enc) if self.cell.compile else enc
 
     def trained(self, idx: np.ndarray, seed: int, role: str) -> tuple[Encoder, float]:
         """A model trained from scratch on ``idx`` with the cell's recipe; cached by content."""
         key = stable_hash(
             {
-                "model": {k: v for k, v in self.cell.identity().items() if k not in ("scenario", "seed")},
+                "model": {k: v for k, v in self.cell.identity().items()
+                          if k not in ("scenario", "seed", "data_fingerprint")},
+                "content": self.data.fingerprint,  # the pixels trained on, not the data set's name
                 "indices": stable_hash(np.sort(idx).tolist()),
                 "seed": seed,
                 "code": self.encoder_cls.version,
@@ -176,10 +198,26 @@ class CellRunner:
                 problems.append(f"auditor {name}: {_short_error(e)}")
         return metrics, problems
 
+    def yardstick(self, mf: ModelFeatures, actx: AuditContext, r: int) -> tuple[dict[str, float], list[str]]:
+        """The audit of request ``r``'s original or retrain, once per runner (copies: callers add to them)."""
+        if (r, mf.name) not in self._yardsticks:
+            self._yardsticks[(r, mf.name)] = self.audit(mf, actx)
+        metrics, problems = self._yardsticks[(r, mf.name)]
+        return dict(metrics), list(problems)
+
+    def keep_features(self, keys: frozenset[str] | None = None) -> frozenset[str]:
+        """Drop the memoised features not in ``keys``; return the keys kept (all of them when None).
+        Tuning keeps the yardsticks' and drops each trial's model, which is audited once."""
+        for key in set(self._features) - (set(self._features) if keys is None else keys):
+            del self._features[key]
+        return frozenset(self._features)
+
     # --- the cell ------------------------------------------------------------
-    def run(self, done: frozenset[str] = frozenset()) -> CellResult:
+    def run(self, done: frozenset[str] = frozenset(), methods: tuple[MethodSpec, ...] | None = None) -> CellResult:
+        """The cell's rows not in ``done``. ``methods`` (default: the cell's) and no figures: tuning
+        (bench/tune.py) runs one trial per call on one runner, reusing its models and yardsticks."""
         cell = self.cell
-        result = CellResult(cell)
+        result = CellResult(cell, scenario_name=self.scenario_name)
         specs = metric_specs()
         members = self.split.members
         original, orig_secs = self.trained(members, cell.seed, "original")
@@ -188,26 +226,43 @@ class CellRunner:
             forgotten, retain = self.split.after_request(r)
             views = self.audit_views(forgotten, retain)
             retrain, retrain_secs = self.trained(retain, cell.seed, "retrain")
-            refs = [
-                self.trained(retain, cell.seed + (k + 1) * REFERENCE_SEED_STRIDE, f"reference-{k}")[0]
+            refs = [  # (model, training seconds)
+                self.trained(retain, cell.seed + (k + 1) * REFERENCE_SEED_STRIDE, f"reference-{k}")
                 for k in range(cell.audit.references)
             ]
             actx = AuditContext(
                 original=self.features(original, "original", views, r),
                 retrain=self.features(retrain, "retrain", views, r),
-                references=[self.features(m, f"reference-{i}", views, r) for i, m in enumerate(refs)],
+                references=[self.features(m, f"reference-{i}", views, r) for i, (m, _) in enumerate(refs)],
                 num_classes=self.data.num_classes,
                 options=cell.audit,
                 seed=cell.seed,
+                forgotten_classes=self.forgotten_classes,
             )
-            retrain_metrics, _ = self.audit(actx.retrain, actx)
+            retrain_metrics, _ = self.yardstick(actx.retrain, actx, r)
             models = {"original": actx.original, "retrain": actx.retrain}
             h = self.row_hash(MethodSpec(self.ORIGINAL), r)
-            orig_metrics, problems = self.audit(actx.original, actx)  # flags need it even on resume
-            if h not in done:
+            orig_metrics, problems = self.yardstick(actx.original, actx, r)  # flags need it even on resume
+            noisy = noisy_metrics(orig_metrics, {k: len(v) for k, v in views.items()})
+            if h not in done:  # doing nothing, with its Avg Gap like a method's
                 result.rows.append(
-                    MethodResult(self.ORIGINAL, "reference", h, metrics=orig_metrics, request=r,
-                                 info={"train_seconds": orig_secs}, reason="; ".join(problems))
+                    MethodResult(self.ORIGINAL, "reference", h, metrics=with_gaps(orig_metrics, retrain_metrics,
+                                                                                   specs, noisy),
+                                 request=r, info={"train_seconds": orig_secs, "avg_gap_excludes": sorted(noisy)},
+                                 reason="; ".join(problems))
+                )
+            h = self.row_hash(MethodSpec(FLOOR), r)
+            if h not in done:  # the noise floor: the first reference audited like a method
+                # calibrated metrics swap roles: the retrain calibrates (neither saw D_f); gaps stay to retrain
+                floor_ctx = dataclasses.replace(actx, references=[actx.retrain, *actx.references[1:]])
+                ref_secs = refs[0][1]
+                fm, problems = self.yardstick(dataclasses.replace(actx.references[0], name=FLOOR), floor_ctx, r)
+                fm.update({"rte_s": ref_secs, "rte_frac": ref_secs / max(retrain_secs, 1e-9)})
+                result.rows.append(
+                    MethodResult(FLOOR, "reference", h, metrics=with_gaps(fm, retrain_metrics, specs, noisy),
+                                 request=r, reason="; ".join(problems),
+                                 info={"train_seconds": ref_secs, "train_seed": cell.seed + REFERENCE_SEED_STRIDE,
+                                       "avg_gap_excludes": sorted(noisy)})
                 )
             request = {
                 "forget": self.train_view(self.split.requests[r], "forget"),
@@ -218,9 +273,8 @@ class CellRunner:
             def scratch(view: DataView) -> tuple[Encoder, float]:
                 return self.trained(view.idx.cpu().numpy(), cell.seed, "retrain")
 
-            noisy = noisy_metrics(orig_metrics, {k: len(v) for k, v in views.items()})
             last = len(self.split.requests) - 1
-            for spec in cell.methods:
+            for spec in cell.methods if methods is None else methods:
                 h = self.row_hash(spec, r)
                 if all(self.row_hash(spec, q) in done for q in range(r, last + 1)):
                     continue  # finished earlier and no later request builds on it
@@ -230,14 +284,11 @@ class CellRunner:
                     continue  # ran only to feed the next request
                 if row.status == "finished":
                     row.metrics["rte_frac"] = row.metrics["rte_s"] / max(retrain_secs, 1e-9)
-                    for key, skip in (("avg_gap", noisy), ("avg_gap_all", ())):
-                        gap = avg_gap(row.metrics, retrain_metrics, specs, skip)
-                        if gap is not None:
-                            row.metrics[key] = gap
+                    row.metrics = with_gaps(row.metrics, retrain_metrics, specs, noisy)
                     row.info["avg_gap_excludes"] = sorted(noisy)
                 result.rows.append(row)
             self.flag(result.rows, r, orig_metrics, retrain_metrics, views)
-            for name in cell.auditors:
+            for name in cell.auditors if methods is None else ():
                 auditor = registry.auditors.get(name)()
                 try:
                     for fname, blob in auditor.figures(models, actx).items():
@@ -253,7 +304,7 @@ class CellRunner:
         """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/report/flags.py)."""
         mine = [row for row in rows if row.request == r]
         sizes = {k: len(v) for k, v in views.items()}
-        flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished"},
+        flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished" or row.method == FLOOR},
                            orig, retrain, sizes, class_forgetting=self.scenario.kind == "class")
         for row in mine:
             row.info["sizes"] = sizes
@@ -295,10 +346,12 @@ class CellRunner:
         )
         torch.manual_seed(self.cell.seed + 1 + r)
         enc.train()
+        started = time.perf_counter()
         try:
             with PeakMemory(self.device) as mem:
                 t0 = time.perf_counter()
                 method.unlearn(ctx)
+                ctx.finish()  # the last steps' loss check; waits for the method's queued GPU work
                 wall = time.perf_counter() - t0
             bad = [n for n, p in enc.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
             if bad:
@@ -307,7 +360,7 @@ class CellRunner:
             log.warning("method %s failed on %s: %s", spec.name, self.cell.label, _short_error(e))
             current.pop(spec.name, None)
             return MethodResult(spec.name, "failed", h, params, reason=_short_error(e), request=r,
-                                info=dict(ctx.info))
+                                info={**ctx.info, "seconds": time.perf_counter() - started})
         enc.eval()
         current[spec.name] = enc
         mf = self.features(enc, spec.name, views, r)
@@ -315,12 +368,22 @@ class CellRunner:
         metrics, problems = self.audit(mf, actx)
         rte = wall - ctx.excluded_seconds + ctx.charged_seconds
         metrics.update({"rte_s": rte, "peak_mem_mb": mem.peak_mb})
-        info = dict(ctx.info)
+        info = {**ctx.info, "seconds": time.perf_counter() - started}  # unlearning + audit: the MLflow duration
         if ctx.out_of_time:
             info["stopped"] = "time budget"
         nonfinite = [k for k, v in metrics.items() if not math.isfinite(v)]
         reason = "; ".join(problems + ([f"non-finite metrics {nonfinite}"] if nonfinite else []))
         return MethodResult(spec.name, "finished", h, params, metrics, reason=reason, request=r, info=info)
+
+
+def with_gaps(metrics: dict[str, float], retrain: dict[str, float], specs: dict, noisy: set[str]) -> dict[str, float]:
+    """``metrics`` plus Avg Gap to retrain (without the cell's noisy privacy metrics) and over all."""
+    out = dict(metrics)
+    for key, skip in (("avg_gap", noisy), ("avg_gap_all", ())):
+        gap = avg_gap(out, retrain, specs, skip)
+        if gap is not None:
+            out[key] = gap
+    return out
 
 
 def row_hash(cell: Cell, spec: MethodSpec, r: int) -> str:
@@ -329,9 +392,9 @@ def row_hash(cell: Cell, spec: MethodSpec, r: int) -> str:
 
 
 def row_hashes(cell: Cell) -> list[str]:
-    """Config hashes of every row the cell produces (original and each method, per request)."""
+    """Config hashes of every row the cell produces (original, the floor and each method, per request)."""
     k = parse_scenario(cell.scenario).k
-    specs = [MethodSpec(CellRunner.ORIGINAL), *cell.methods]
+    specs = [MethodSpec(CellRunner.ORIGINAL), MethodSpec(FLOOR), *cell.methods]
     return [row_hash(cell, s, r) for r in range(k) for s in specs]
 
 

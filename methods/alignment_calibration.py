@@ -17,15 +17,43 @@ Row weighting: the published SimCLR code weights the 2N NT-Xent rows [view0; vie
 with ``np.repeat(mask, 2)`` (a,a,b,b), which marks the wrong rows; :func:`weight_rows`
 tiles the mask (a,b,a,b), and through ``pair_loss`` (one loss per sample, rows i and
 N+i already averaged) the bug cannot occur at all.
+
+Against the code read (``algs.py``, ``main.py`` @ 8b95a75):
+
+- Forget partner: always another image; the code draws from all of D_f, the sample
+  itself included (chance 1/|D_f|).
+- The beta term, as the code: z is the query of the loss forward and z' the target
+  network on the *whole* t3 batch, the forget rows picked afterwards, so no forward ever
+  sees a forget-only batch (BatchNorm statistics and running statistics as the code's).
+  The query is recomputed on the whole batch with the model's buffers put back, so the
+  loss forward alone updates the running statistics of t1, as in the code.
+- SimCLR BatchNorm: one forward per view batch (B rows each), as the code; the encoder
+  trains the same way (``bench/encoders/simclr.py``).
+- MoCo key encoder: the code applies the EMA before each step, the suite after
+  (``on_step_end``). Over original training plus unlearning both give the key encoder
+  the same weights at every step (the suite's original already carries the EMA that the
+  code applies at the first unlearning step); the saved models differ by that one EMA.
+- MoCo memory bank: unlearning starts from the original's queue; the code starts from a
+  fresh random bank (lightly 1.5.3's queue is a non-persistent buffer, absent from its
+  checkpoints). Chosen: the queue is part of the trained model (every other method and
+  every auditor scores the original against it); a random bank is a checkpointing
+  artefact. It matters only until the queue has turned over once (bank / batch steps).
+- Partial batch: kept (the code's loader drops it, ``drop_last``), as every other method
+  and the training recipe here: each epoch sees every sample; at MUC's scale (45,000
+  samples, batch 512) that is one more step of 456 samples per epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from bench import Batch, DataView, Encoder, Method, UnlearnContext, register_method
+from bench import Batch, DataView, Encoder, Method, UnlearnContext, hp, integer, log_uniform, register_method, uniform
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def weight_rows(losses: torch.Tensor, is_forget: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -50,6 +78,22 @@ def forget_partners(pos: torch.Tensor, n_forget: int, generator: torch.Generator
     return draw + (draw >= pos).long()  # skip the sample itself
 
 
+@contextlib.contextmanager
+def buffers_kept(encoder: Encoder) -> Iterator[None]:
+    """A forward whose outputs are wanted but whose buffer updates are not: it repeats a
+    forward the loss already made (same batch), which already counted once. The forward
+    updates copies; the original tensors are put back untouched (an in-place restore would
+    invalidate the loss graph, which saved the running statistics)."""
+    owned = [(m, n, b) for m in encoder.modules() for n, b in m.named_buffers(recurse=False)]
+    for m, n, b in owned:
+        setattr(m, n, b.clone())
+    try:
+        yield
+    finally:
+        for m, n, b in owned:
+            setattr(m, n, b)
+
+
 class ForgetLookup:
     """Which rows of a union batch are forget samples, and where they sit in D_f."""
 
@@ -71,16 +115,22 @@ class ForgetLookup:
 )
 @dataclass
 class AlignmentCalibration(Method):
-    """MUC's released runs: MoCo, 10 epochs, SGD lr 0.006 constant (momentum 0.9, weight
-    decay 5e-4 as its pretraining), beta 0, alpha 0.8-2.0 (10 % forget) or 0.4-1.0 (50 %);
-    alpha 1.0 is the one value inside both released ranges."""
+    """MUC's released runs (``scrips/template/ac_*.sh``): MoCo, 10 epochs, SGD lr 0.006
+    constant (momentum 0.9, weight decay 5e-4 as its pretraining), beta 0, alpha 0.8-1.8
+    (10 % forget) or 0.4-0.9 (50 %); SPECS gives 0.8-2.0 / 0.4-1.0. alpha 1.0 is the one
+    value inside both.
 
-    epochs: int = 10
-    lr: float = 0.006
-    alpha: float = 1.0  # weight of the forget rows' (descended) InfoNCE
-    beta: float = 0.0  # weight of the positive-alignment calibration on D_f
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
+    Search space: alpha uniform 0.4-2.0 (SPECS' two ranges joined: one space serves
+    every scenario); lr log-uniform 0.003-0.03 (our choice: MUC fixes 0.006, inside it;
+    it is MUC's finetune sweep); epochs up to MUC's 10. beta stays 0, as every released
+    run (the code's ``--beta``)."""
+
+    epochs: int = hp(10, ge=1, tune=integer(1, 10))
+    lr: float = hp(0.006, gt=0, tune=log_uniform(3e-3, 3e-2))
+    alpha: float = hp(1.0, ge=0, tune=uniform(0.4, 2.0), doc="weight of the forget rows' (descended) InfoNCE")
+    beta: float = hp(0.0, ge=0, doc="weight of the positive-alignment calibration on D_f")
+    optimizer: str = hp("sgd", choices=OPTIMIZERS)
+    weight_decay: float = hp(5e-4, ge=0)
 
     @classmethod
     def unsupported_reason(cls, encoder: type[Encoder] | Encoder) -> str | None:
@@ -105,9 +155,11 @@ class AlignmentCalibration(Method):
             per_sample = ctx.encoder.pair_loss(v1, v_tilde, batch).float()
             loss = weight_rows(per_sample, is_forget, self.alpha)
             if self.beta != 0 and v3 is not None and bool(is_forget.any()):
-                z = ctx.encoder.embed(v1[is_forget])
-                z_target = ctx.encoder.target_embed(v3[is_forget])
-                loss = loss + self.beta * forget_frac * (z * z_target).sum(1).mean()
+                with buffers_kept(ctx.encoder):  # the loss forward of t1 already counted
+                    z = ctx.encoder.embed(v1)
+                z_target = ctx.encoder.target_embed(v3)  # whole batch, as the code's
+                cos = (z[is_forget] * z_target[is_forget]).sum(1)
+                loss = loss + self.beta * forget_frac * cos.mean()
         return loss
 
     def triad(

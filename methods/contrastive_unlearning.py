@@ -18,6 +18,28 @@ Stop rules (checked after every epoch, as the code does), where the model gives 
 scores and labels are visible: sample unlearning stops once accuracy on D_f <= the
 accuracy a method may measure on unseen data, which is D_v here (a method never sees
 D_t); class unlearning stops once the forgotten class's accuracy on D_v <= 1/C.
+
+Against the code read (``core/trainer/unlearn/unlearn.py`` @ 33ce9a6):
+
+- Views: the supervised variant uses the un-augmented images (``prepare``), as the code,
+  whose transforms have the augmentations commented out; so a forget batch is the same
+  input at each of its 4 steps. The label-free variant augments: its N(i) *are* views of
+  x_i, and its retain term is the encoder's own (two-view) objective; each step draws
+  fresh views.
+- Embedding: z = ``embed(v)``, for the supervised encoder the normalised backbone feature,
+  i.e. the representation its classifier reads. The code's model puts a 128-d MLP head
+  under its classifier (``logit = fc(normalize(head(f)))``); our supervised encoder has
+  no projection head, and one that the cross-entropy never trained would make L_UL move
+  a random projection.
+- Retain logits come from a second forward of the retain rows (the code takes them from
+  its one forward of the 2B batch); D_v replaces D_t in the stop rule; no weight decay
+  (the code declares 1e-3 but never passes it to its optimiser).
+- Reference bugs avoided: the code's log term is broadcast over all B columns (weight
+  B/|P(i)| instead of 1); an empty P(i) divides by zero; an empty N(i) in sample mode
+  gives log 0 = -inf. Its loaders are not shuffled and ``iter(retain)`` is re-created
+  for every forget batch, so only the first 4B retain samples are ever used; here the
+  retain stream is shuffled and continues across forget batches, so every retain sample
+  takes part.
 """
 
 from __future__ import annotations
@@ -27,9 +49,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench import Batch, DataView, Method, UnlearnContext, register_method
+from bench import Batch, DataView, Method, UnlearnContext, hp, integer, log_uniform, register_method
 
 MODES = ("auto", "sample", "class")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def contrastive_unlearning_loss(
@@ -86,18 +109,24 @@ def class_accuracy(ctx: UnlearnContext, view: DataView, cls: int | None = None) 
 class ContrastiveUnlearning(Method):
     """Defaults from the paper's code: tau 0.7, lambda_UL 3, lambda_CE 1, SGD lr 1e-3
     momentum 0.9 (no weight decay reaches its optimiser), 4 retain batches per forget
-    batch, at most 3 epochs over D_f (its ``unlearn_epoch``) before the stop rule."""
+    batch, at most 3 epochs over D_f (its ``unlearn_epoch``) before the stop rule.
 
-    epochs: int = 3
-    lr: float = 1e-3
-    tau: float = 0.7
-    lambda_ul: float = 3.0
-    lambda_ce: float = 1.0
-    retain_batches: int = 4
-    other_views: int = 1  # label-free variant: views of x_i forming N(i)
-    mode: str = "auto"  # sample | class | auto (class if D_f is exactly one class absent from D_r)
-    stop_rule: bool = True
-    optimizer: str = "sgd"
+    Search space (ours: neither paper nor code publishes a sweep): epochs 1-30 on a log
+    scale (the code's README runs 1 epoch for class and 30 for random-sample unlearning;
+    the stop rule usually ends earlier), lr log-uniform 1e-4-1e-2 and lambda_UL
+    log-uniform 0.3-30 (a decade either side of the defaults). tau and lambda_CE stay at
+    the code's values."""
+
+    epochs: int = hp(3, ge=1, tune=integer(1, 30, log=True))
+    lr: float = hp(1e-3, gt=0, tune=log_uniform(1e-4, 1e-2))
+    tau: float = hp(0.7, gt=0)
+    lambda_ul: float = hp(3.0, ge=0, tune=log_uniform(0.3, 30.0))
+    lambda_ce: float = hp(1.0, ge=0)
+    retain_batches: int = hp(4, ge=1, doc="steps (each with a fresh retain batch) per forget batch")
+    other_views: int = hp(1, ge=1, doc="label-free variant: views of x_i forming N(i)")
+    mode: str = hp("auto", choices=MODES, doc="auto: class if D_f is exactly one class absent from D_r")
+    stop_rule: bool = hp(True)
+    optimizer: str = hp("sgd", choices=OPTIMIZERS)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -106,10 +135,10 @@ class ContrastiveUnlearning(Method):
     # --- the two variants ------------------------------------------------------------
     def supervised_loss(self, ctx: UnlearnContext, fb: Batch, rb: Batch) -> torch.Tensor:
         b = len(fb)
-        v = ctx.augment(torch.cat([fb.x, rb.x]))
+        v = ctx.encoder.prepare(torch.cat([fb.x, rb.x]))  # un-augmented, as the code
         with ctx.autocast():
-            z = ctx.encoder.embed(v)  # one forward for both, as the paper's code
-            logits = ctx.encoder.logits(v[b:]).float()
+            z = ctx.encoder.embed(v)  # forget and retain rows share one BatchNorm batch, as the code's
+            logits = ctx.encoder.logits(v[b:]).float()  # a second forward, of the retain rows only
         same = fb.y[:, None] == rb.y[None, :]
         ul = contrastive_unlearning_loss(z[:b], z[b:], ~same, same, self.tau)
         return self.lambda_ul * ul + self.lambda_ce * F.cross_entropy(logits, rb.y)

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import Batch, DataView, Encoder, Method, UnlearnContext, register_method
+from bench import Batch, DataView, Encoder, Method, UnlearnContext, hp, integer, log_uniform, register_method
 
 STAGES = ("member_only", "two_sided")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def loss_and_input_grad_norm(
@@ -106,17 +107,23 @@ def measure_caps(
 @dataclass
 class GradientPenalty(Method):
     """RECONSTRUCTED (see the module docstring). Retain data is read only when
-    ``stage == "two_sided"`` and ``mu > 0``; D_v (non-members) sets the caps."""
+    ``stage == "two_sided"`` and ``mu > 0``; D_v (non-members) sets the caps.
 
-    epochs: int = 5
-    lr: float = 1e-4
-    optimizer: str = "adam"
-    lam: float = 10.0  # lambda: weight of the input-gradient penalty
-    stage: str = "member_only"  # member_only | two_sided
-    mu: float = 0.0  # two_sided only: weight of the objective on a D_r batch
-    cap_batches: int | None = None  # D_v batches for the member_only caps (None: all of D_v)
-    c_loss: float | None = None  # fixed caps instead of measured ones (None: measure on D_v)
-    c_grad: float | None = None
+    Defaults are SPECS' (5 epochs, lambda 10, Adam lr 1e-4). The paper publishes no sweep,
+    so the search space is ours: lr log-uniform 1e-5-1e-3 (a decade either side of the
+    default), epochs 1-10 (the follow-up paper's protocol runs 10 unlearning epochs) and
+    lambda log-uniform 0.1-100 (WGAN-GP's 10 in the middle). The stage and mu are the
+    reading itself, not tuned."""
+
+    epochs: int = hp(5, ge=1, tune=integer(1, 10))
+    lr: float = hp(1e-4, gt=0, tune=log_uniform(1e-5, 1e-3))
+    optimizer: str = hp("adam", choices=OPTIMIZERS)
+    lam: float = hp(10.0, ge=0, tune=log_uniform(0.1, 100.0), doc="lambda: weight of the input-gradient penalty")
+    stage: str = hp("member_only", choices=STAGES)
+    mu: float = hp(0.0, ge=0, doc="two_sided only: weight of the objective on a D_r batch")
+    cap_batches: int | None = hp(None, ge=1, doc="D_v batches for the member_only caps (None: all of D_v)")
+    c_loss: float | None = hp(None, doc="fixed loss cap instead of the measured one (None: measure on D_v)")
+    c_grad: float | None = hp(None, ge=0, doc="fixed input-gradient cap (None: measure on D_v)")
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

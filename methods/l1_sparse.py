@@ -7,8 +7,9 @@ Finetune on D_r with an l1 penalty whose weight decays linearly to zero:
 Sparsity pushed in early (when a_t is large) removes weights the forget data relied
 on; the decay lets the last steps recover utility. The paper's code decays a_t per
 epoch (lambda * (1 - e / E), never reaching zero); here it decays per step and the
-last step is a plain finetune step. ||theta||_1 runs over every trainable parameter,
-as in both the paper's and MUC's code.
+last step is a plain finetune step (MUC's runs keep a_t = lambda constant). ||theta||_1
+runs over every trainable parameter, as in both the paper's and MUC's code. SGD momentum
+0.9, weight decay 5e-4 (MUC's and SalUn's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import Method, UnlearnContext, register_method
+from bench import Method, UnlearnContext, hp, integer, log_uniform, register_method
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def l1_weight(step: int, total: int, lam: float) -> float:
@@ -39,17 +42,23 @@ def l1_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
 )
 @dataclass
 class L1Sparse(Method):
-    """MUC's runs: lambda 1e-6 to 1e-3, 10 epochs, lr 0.006 (SGD); the default 5e-4 sits in
-    that range. lr and optimizer are finetune's, so ``lam=0`` is exactly finetune."""
+    """MUC's runs (``scrips/template/l1_*.sh``): lambda 5e-6 to 1e-3, 10 epochs, SGD lr
+    0.006; the default 5e-4 sits in that range. lr, weight decay and optimizer are
+    finetune's, so ``lam=0`` is exactly finetune.
 
-    epochs: int = 10
-    lr: float = 0.01
-    lam: float = 5e-4
-    optimizer: str = "sgd"
+    Search space: lambda log-uniform over SPECS' 1e-6-1e-3 (MUC's sweep, widened at the
+    bottom as SPECS does); lr over finetune's (MUC's ft sweep, which holds 0.006); epochs
+    up to MUC's 10 (the lower end is our choice)."""
+
+    epochs: int = hp(10, ge=1, tune=integer(1, 10))
+    lr: float = hp(0.01, gt=0, tune=log_uniform(3e-3, 3e-2))
+    lam: float = hp(5e-4, ge=0, tune=log_uniform(1e-6, 1e-3), doc="lambda: the l1 weight at the first step")
+    weight_decay: float = hp(5e-4, ge=0)
+    optimizer: str = hp("sgd", choices=OPTIMIZERS)
 
     def unlearn(self, ctx: UnlearnContext) -> None:
         params = ctx.encoder.trainable_parameters()
-        opt = ctx.optimizer(self.optimizer, lr=self.lr, params=params)
+        opt = ctx.optimizer(self.optimizer, lr=self.lr, params=params, weight_decay=self.weight_decay)
         total = ctx.num_batches(ctx.retain, self.epochs)
         for t, batch in enumerate(ctx.batches(ctx.retain, epochs=self.epochs)):
             loss = ctx.objective(batch).mean()

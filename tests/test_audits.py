@@ -24,10 +24,15 @@ def mf(name: str = "m", **fields: dict[str, np.ndarray]) -> ModelFeatures:
     n = {s: len(next(iter(v[s] for v in fields.values() if isinstance(v, dict) and s in v), []))
          for s in SPLITS}
     zeros = {s: np.zeros(n[s]) for s in SPLITS}
+    feats = dict(fields.get("feats", {s: np.zeros((n[s], 4)) for s in SPLITS}))
+    labels = dict(fields.get("labels", {s: np.zeros(n[s], dtype=int) for s in SPLITS}))
+    if "val" not in feats:  # D_v joins D_r in the probe's fit set; empty unless a test gives one
+        feats["val"] = np.zeros((0, next(iter(feats.values())).shape[1]))
+        labels["val"] = np.zeros(0, dtype=int)
     return ModelFeatures(
         name=name,
-        feats=fields.get("feats", {s: np.zeros((n[s], 4)) for s in SPLITS}),
-        labels=fields.get("labels", {s: np.zeros(n[s], dtype=int) for s in SPLITS}),
+        feats=feats,
+        labels=labels,
         align_head=fields.get("align_head", zeros),
         align_backbone=fields.get("align_backbone", zeros),
         loss=fields.get("loss", zeros),
@@ -267,7 +272,8 @@ def test_every_metric_declares_a_direction_and_avg_gap_set():
     specs = {s.name: s for e in registry.auditors if not e.name.startswith("_") for s in e.obj.metrics}
     assert all(s.higher_is_better is not None or s.ideal_retrain for s in specs.values())
     gap = {n for n, s in specs.items() if s.avg_gap}
-    assert gap == {"RA", "TA", "UA", "EMIA", "CMIA", "cMIA-AUC"}
+    assert gap == {"RA", "TA", "TA_rest", "UA", "EMIA", "CMIA", "cMIA-AUC"}
+    assert {n: s.replaces for n, s in specs.items() if s.replaces} == {"TA_rest": "TA"}
     assert specs["cMIA-AUC"].scale == 100.0
 
 

@@ -60,13 +60,18 @@ def test_run_writes_leaderboard_and_mlflow_rows(e2e):
     assert code == 1  # the exploding method failed; everything else finished
     board = (results / "e2e" / "leaderboard.md").read_text()
     header = next(line for line in board.splitlines() if line.startswith("| method"))
+    assert header.startswith("| method | seeds | verdict | Avg Gap ↓ | TA − retrain |")
+    details = next((results / "e2e" / "cells").glob("*.md")).read_text()  # every metric lives there
+    header = next(line for line in details.splitlines() if line.startswith("| method | seeds | RA"))
     for col in ("RA ↑", "TA ↑", "FA ≈R", "UA ≈R", "avg_gap ↓"):
         assert col in header
-    for m in ("| original |", "| retrain |", "| finetune |", "| gradient_ascent |"):
+    for m in ("| original (doing nothing) |", "| retrain (target) |", "| retrain (seed') |", "| finetune |",
+              "| gradient_ascent |"):
         assert m in board
     assert "| _test_explodes | 0 | failed: bench.training.NonFiniteLossError: loss became nan |" in board
     df = Tracker(results).results_frame("e2e")
-    assert sorted(df.method) == sorted(["original", "retrain", "finetune", "gradient_ascent", "_test_explodes"])
+    assert sorted(df.method) == sorted(["original", "retrain", "retrain (seed')", "finetune", "gradient_ascent",
+                                        "_test_explodes"])
     ok = df[df.status == "finished"]
     assert (ok["m.TA"] > 50).all()  # a trained encoder's probe is far above 10 % chance on digits
     assert df.loc[df.method == "retrain", "m.avg_gap"].item() == 0.0
@@ -94,7 +99,7 @@ def test_report_rebuilds_leaderboard_from_mlflow(e2e):
     board.unlink()
     assert main(["report", "--matrix", "e2e", "--results-dir", str(results)]) == 0
     assert board.read_text().splitlines()[0] == before.splitlines()[0]
-    assert "| retrain |" in board.read_text()
+    assert "| retrain (target) |" in board.read_text()
 
 
 def _exit2(argv: list[str], capsys, where: Path) -> str:
@@ -174,6 +179,6 @@ def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
     row = tracker.client.get_run(run).data.tags
     assert json.loads(row[SIZES_TAG]) == recorded and row[BACKFILLED_TAG] == "1"
     assert main(["report", "--matrix", "e2e", "--results-dir", str(results)]) == 0
-    board = (results / "e2e" / "leaderboard.md").read_text()
+    board = next((results / "e2e" / "cells").glob("*.md")).read_text()  # the cell's details page
     assert "Sanity facts" in board and "Split sizes backfilled" in board
     assert "| 0 | " in board.split("Sanity facts", 1)[1]

@@ -68,6 +68,8 @@ def test_moco_per_sample_matches_ntxent_with_bank():
     per = enc.pair_loss(v1, v2, batch)
     assert per.shape == (8,)
     assert _close(per.mean(), expected)
+    assert int(enc.criterion.memory_bank.bank_ptr) == 0  # keys are held until the step ends
+    enc.on_step_end()
     assert int(enc.criterion.memory_bank.bank_ptr) == 8  # keys queued in training
 
 
@@ -86,12 +88,14 @@ def test_moco_symmetric_is_both_directions_against_the_same_queue():
     per = enc.pair_loss(v1, v2, batch)
     assert per.shape == (8,)
     assert _close(per.mean(), 0.5 * (halves[0] + halves[1]))
+    enc.on_step_end()
     assert int(enc.criterion.memory_bank.bank_ptr) == 16  # both views' keys queued
 
 
 def test_moco_bank_frozen_under_no_grad_and_persistent():
     enc, batch = _build("moco_v2"), _batch()
-    enc.objective(batch, torch.Generator().manual_seed(0)).mean().backward()  # fills 8 slots
+    enc.objective(batch, torch.Generator().manual_seed(0)).mean().backward()
+    enc.on_step_end()  # fills 8 slots
     enc.eval()
     bank = enc.criterion.memory_bank.bank.clone()
     with torch.no_grad():

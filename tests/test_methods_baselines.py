@@ -14,6 +14,7 @@ from torch import nn
 from bench import Batch, DataInfo, DataView, Encoder, UnlearnContext
 from bench.config import TrainBudget
 from bench.encoders.simclr import SimCLR
+from bench.encoders.supervised import Supervised
 from methods.boundary_shrink import BoundaryShrink, nearest_wrong_labels
 from methods.random_labels import RandomLabels, random_labels
 from methods.salun import SalUn, saliency_masks
@@ -34,30 +35,11 @@ class TinyBackbone(nn.Module):
         return self.net(x)
 
 
-class TinySupervised(Encoder):
-    """The supervised encoder's contract: backbone + linear head, per-sample CE, ``logits(v)``."""
+class TinySupervised(Supervised):
+    """The real supervised encoder (backbone + linear head, per-sample CE, ``logits(v)``,
+    ``one_view``) with identity views: measured losses are exactly the trained ones."""
 
-    capabilities = frozenset({"labels", "logits", "views"})
-    augment_preset = "none"  # deterministic views: measured losses are exactly the trained ones
-
-    def __init__(self, backbone: nn.Module, info: DataInfo):
-        super().__init__(backbone, info)
-        self.head = nn.Linear(self.feat_dim, info.num_classes)
-
-    def project(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
-    def logits(self, v: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(v))
-
-    def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(self.logits(v1), batch.y, reduction="none")
-
-    def objective(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        return F.cross_entropy(self.logits(self.augment(batch.x, generator)), batch.y, reduction="none")
-
-    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.prepare(x))
+    augment_preset = "none"
 
 
 def views(seed: int = 0, n_forget: int = 24, n_retain: int = 48) -> dict[str, DataView]:
@@ -151,7 +133,7 @@ def test_salun_changes_no_weight_outside_its_mask():
     enc = supervised()
     before = params_of(enc)
     twin = copy.deepcopy(enc)
-    masks = saliency_masks(context(twin, SalUn.needs), twin.trainable_parameters(), 0.5)
+    masks = saliency_masks(context(twin, SalUn.needs), twin.trainable_parameters(), 0.5, SalUn().batch_size)
     n = sum(m.numel() for m in masks)
     assert sum(int(m.sum()) for m in masks) == int(0.5 * n)
     ctx = context(enc, SalUn.needs)
@@ -266,7 +248,7 @@ def test_scrub_first_max_step_increases_kl_to_teacher_on_forget(make):
 
     k0 = kl_now()
     ctx.generator.manual_seed(123)
-    assert method.max_step(ctx, opt, batch) == pytest.approx(k0, rel=1e-5)
+    assert float(method.max_step(ctx, opt, batch)) == pytest.approx(k0, rel=1e-5)
     k1 = kl_now()
     assert k0 > 0 and k1 > k0
 

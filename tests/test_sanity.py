@@ -45,7 +45,9 @@ def test_table_marks_facts_beyond_two_standard_errors():
                 ("finetune", 0, 0.60, 50.0, 51.0)])
     lines = sanity_table(df)
     head = lines[2]
-    assert head == "| seed | original cMIA-AUC | retrain cMIA-AUC | retrain FA - TA | original FA - TA |"
+    assert head == ("| seed | original cMIA-AUC (fact: > 0.5 by 2 SE) | retrain cMIA-AUC (fact: 0.5 ± 2 SE) "
+                    "| retrain FA - TA (fact: 0 ± 2 SE) | original FA - TA (for comparison) |")
+    assert "⚑ marks a seed where that fact fails" in lines[0]  # one meaning in every column
     seed0, seed1, mean = lines[4:7]
     z = -15.0 / pct_diff_se(36.0, 200, 51.0, 2000)  # -4.0: a retrain that lost 15 points
     assert seed0.split(" | ")[3] == f"-15.0 ({z:+.1f} SE) ⚑"
@@ -60,5 +62,6 @@ def test_class_forgetting_and_missing_sizes():
     df = frame([("original", 0, 0.72, 50.0, 51.0), ("retrain", 0, 0.50, 0.0, 51.0)], sizes="")
     lines = sanity_table(df, class_forgetting=True)
     assert "retrain" not in lines[2]  # D_f is a class retrain never saw: nothing to compare
+    assert lines[2] == "| seed | original cMIA-AUC (fact: > 0.5 by 2 SE) | original FA - TA (for comparison) |"
     assert lines[4] == "| 0 | 0.720 | -1.0 |"  # values without SEs
     assert sanity_table(frame([("finetune", 0, 0.6, 50.0, 50.0)])) == []

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.audit import MetricSpec
-from bench.report.leaderboard import build_markdown, cell_table, overall_table
+from bench.report.analysis import analyse, analyse_table, cell_values
+from bench.report.build import build_report
+from bench.report.details import metrics_table
+from bench.report.frame import latest
 from bench.report.publish import command_line, leaderboard_block, splice, wall_seconds
 from bench.report.stats import best_methods, column_digits, fmt_stats, seed_stats, t_critical
 
@@ -82,6 +85,11 @@ def _rows() -> pd.DataFrame:
     return pd.DataFrame(rows).drop_duplicates(subset=["method", "seed", "start_time"])
 
 
+def cell_table(df: pd.DataFrame, specs: dict) -> list[str]:
+    t = analyse_table(("cifar10", "simclr", "convnet-s", "random:0.1", 0), df, specs)
+    return metrics_table(t.rows, specs, t.order)
+
+
 def test_cell_table_on_a_hand_made_table() -> None:
     lines = cell_table(_rows(), SPECS)
     assert lines[0] == "| method | seeds | TA ↑ | UA ≈R | avg_gap ↓ |"
@@ -99,16 +107,23 @@ def test_cell_table_on_a_hand_made_table() -> None:
     assert "n/a: ssd requires encoder capabilities ['logits']" in body["ssd"]
 
 
-def test_overall_ranks_by_mean_avg_gap_across_cells() -> None:
+def test_device_artefacts_are_never_bold() -> None:
+    mem = MetricSpec("peak_mem_mb", "memory", higher_is_better=False, ranked=False)
+    assert best_methods({"a": 0.0, "b": 5.0}, mem) == set()
+    df = _rows().assign(**{"m.peak_mem_mb": 0.0})
+    assert "**" not in "".join(ln.split(" | ")[-1] for ln in cell_table(df, {**SPECS, "peak_mem_mb": mem})[2:])
+
+
+def test_overall_ranks_methods_within_cells_and_ties_are_ties() -> None:
     df = _rows()
     other = df.copy()
     other["scenario"] = "random:0.5"
-    other.loc[other.method == "a", "m.avg_gap"] = 1.0  # a wins this cell
-    lines = overall_table(pd.concat([df, other]))
-    table = [ln for ln in lines if ln.startswith("| ") and ln[2].isdigit()]
-    # b: (5 + 5) / 2 = 5; a: (10 + 1) / 2 = 5.5 -> b first; each best in one cell
-    assert table[0].startswith("| 1 | b | **5.00** ± 0.00") and table[0].endswith("| 2 | 1 |")
-    assert table[1].startswith("| 2 | a | 5.50 ± 6.36") and table[1].endswith("| 2 | 1 |")
+    other.loc[other.method == "a", "m.avg_gap"] = 1.0  # a wins this cell, b the first
+    an = analyse(pd.concat([df, other]), SPECS, "t")
+    assert len(an.rankings) == 1
+    r = an.rankings[0]
+    assert r.mean_rank["a"] == r.mean_rank["b"] == 1.5  # one first place each: a tie, whatever the raw gaps
+    assert r.positions() == {"a": "1=", "b": "1="}
 
 
 def test_markdown_has_a_table_per_request_and_the_legend() -> None:
@@ -116,9 +131,9 @@ def test_markdown_has_a_table_per_request_and_the_legend() -> None:
     later = df.copy()
     later["scenario"] = df["scenario"] = "sequential:2x0.1"
     later["request"] = 1
-    md = build_markdown(pd.concat([df, later]), SPECS, "t")
+    md = build_report(pd.concat([df, later]), SPECS, "t", pictures=False).markdown()
     assert "· after request 0" in md and "· after request 1" in md
-    assert "Student t" in md and "**Bold**" in md
+    assert "95 % t-interval" in md and "**bold** the top group" in md
 
 
 def test_publish_splices_between_markers() -> None:
@@ -162,8 +177,6 @@ def test_command_line_is_what_a_user_retypes(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_latest_keeps_one_row_per_cell_not_per_method():
-    from bench.report.leaderboard import latest, overall_table
-
     rows = []
     for t, enc in enumerate(["simclr", "byol", "simclr"]):  # the second simclr row is a rerun
         rows.append({"dataset": "digits", "encoder": enc, "backbone": "convnet-s", "scenario": "random:0.1",
@@ -172,6 +185,6 @@ def test_latest_keeps_one_row_per_cell_not_per_method():
     df = pd.DataFrame(rows)
     kept = latest(df)
     assert sorted(kept.encoder) == ["byol", "simclr"] and kept[kept.encoder == "simclr"]["m.avg_gap"].item() == 2.0
-    table = "\n".join(overall_table(df))
-    assert table.count("finetune") == 1
-    assert "| 1 | finetune | **1.50** ± 0.71 [-4.85, 7.85] | 2 | 2 |" in table  # byol 1.0, simclr's rerun 2.0
+    values = cell_values(analyse(df, SPECS, "t").tables)
+    assert values["finetune"].to_dict() == {("digits", "byol", "convnet-s", "random:0.1"): 1.0,
+                                            ("digits", "simclr", "convnet-s", "random:0.1"): 2.0}

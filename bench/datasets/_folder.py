@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -31,25 +32,46 @@ def _files(split_dir: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
+def _signature(split_dir: Path, files: list[Path], size: int | None) -> str:
+    """What the decoded tensors depend on: each file's path relative to the split (its class
+    folder included, so a moved file gets its new label), byte size and mtime (so a same-size
+    replacement is decoded anew), and the target size."""
+    stats = [(f.relative_to(split_dir).as_posix(), f.stat()) for f in files]
+    text = "|".join(f"{rel}:{st.st_size}:{st.st_mtime_ns}" for rel, st in stats) + f"|size={size}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _decode(f: Path) -> torch.Tensor:
+    from bench.data import DataUnavailableError
+
+    try:
+        return decode_image(read_file(str(f)), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = re.sub(r"^\w+, \S+:\d+, ", "", reason)[:200]  # torchvision's C++ source location
+        raise DataUnavailableError(
+            f"image {f} cannot be decoded ({reason}): replace it with a valid image or delete it"
+        ) from None
+
+
 def read_split(
     split_dir: Path, size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode every image of one split; resized to ``size`` (square) when given or when the
-    shapes differ."""
+    shapes differ. The tensors are cached beside the split folder under a signature of the
+    files (:func:`_signature`); caches of earlier versions of the folder are removed."""
     files, labels, classes = _files(split_dir)
     if not files:
         raise FileNotFoundError(f"no images under {split_dir}")
-    sig = hashlib.sha256(
-        "|".join(f"{f.name}:{os.path.getsize(f)}" for f in files).encode() + str(size).encode()
-    ).hexdigest()[:16]
-    cache = split_dir.parent / f".bench-{split_dir.name}-{sig}.pt"
+    prefix = f".bench-{split_dir.name}-"
+    cache = split_dir.parent / f"{prefix}{_signature(split_dir, files, size)}.pt"
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
             return blob["x"], blob["y"], classes
         except Exception:  # corrupt cache: decode again
             cache.unlink(missing_ok=True)
-    imgs = [decode_image(read_file(str(f)), mode=ImageReadMode.RGB) for f in files]
+    imgs = [_decode(f) for f in files]
     if size is None and len({tuple(i.shape) for i in imgs}) > 1:
         size = max(imgs[0].shape[1:])
     if size is not None:
@@ -62,6 +84,9 @@ def read_split(
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
         torch.save({"x": x, "y": y}, tmp)
         os.replace(tmp, cache)
+        for old in split_dir.parent.glob(f"{prefix}*.pt"):  # superseded: the folder changed since
+            if old != cache:
+                old.unlink(missing_ok=True)
     except OSError:
         pass
     return x, y, classes

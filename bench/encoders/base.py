@@ -13,6 +13,9 @@ declared in ``capabilities`` so methods can declare what they require:
 - ``logits``: ``logits(v)`` gives class logits (a classifier head)
 - ``text``: image-text model (CLIP)
 - ``momentum``: has a momentum target network (``target_embed`` differs from ``embed``)
+- ``one_view``: the objective takes one image view (supervised CE, CLIP's image-text
+  loss), so ``objective(batch, augment=False)`` evaluates it on the prepared,
+  un-augmented image, as reference code that trains without augmentation does
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ class Encoder(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             return self.augmenter.prepare(x)
 
+    def view(self, x: torch.Tensor, generator: torch.Generator | None = None, augment: bool = True) -> torch.Tensor:
+        """One view per image of a uint8 batch: a random augmentation, or the prepared image
+        (``augment=False``, deterministic: ``generator`` is not consumed)."""
+        return self.augment(x, generator) if augment else self.prepare(x)
+
     # --- representations -----------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features f(x) of a uint8 batch (no augmentation)."""
@@ -107,8 +115,17 @@ class Encoder(nn.Module):
         """The training objective on given views, one loss per sample (shape [B])."""
         raise NotImplementedError
 
-    def objective(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-sample training loss on fresh views; its mean is the framework's batch loss."""
+    def objective(
+        self, batch: Batch, generator: torch.Generator | None = None, augment: bool = True
+    ) -> torch.Tensor:
+        """Per-sample training loss on fresh views; its mean is the framework's batch loss.
+
+        ``augment=False`` asks for the loss on the un-augmented images. Encoders with the
+        ``one_view`` capability honour it; a two-view objective (this default, used by
+        SimCLR, MoCo, BYOL, Barlow Twins, VICReg) always augments: it is defined by the
+        agreement of two *different* views; with two identical prepared images its
+        invariance term is trivial (SimCLR's positive cosine is 1, VICReg's invariance 0),
+        so it would be another loss, not the encoder's objective without augmentation."""
         return self.pair_loss(self.augment(batch.x, generator), self.augment(batch.x, generator), batch)
 
     def on_step_end(self) -> None:

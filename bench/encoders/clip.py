@@ -111,7 +111,7 @@ class CLIP(Encoder):
     e.g. audits of test images whose indices are not training rows, templates are used).
     """
 
-    capabilities = frozenset({"labels", "text"})
+    capabilities = frozenset({"labels", "text", "one_view"})
 
     def __init__(
         self,
@@ -229,8 +229,10 @@ class CLIP(Encoder):
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.image_text_loss(v1, self.captions(batch))
 
-    def objective(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        v = self.augment(batch.x, generator)
+    def objective(
+        self, batch: Batch, generator: torch.Generator | None = None, augment: bool = True
+    ) -> torch.Tensor:
+        v = self.view(batch.x, generator, augment)  # one image view: augment=False honoured
         return self.image_text_loss(v, self.captions(batch, generator))
 
     @torch.no_grad()

@@ -16,9 +16,15 @@ from bench.registry import register_encoder
 class SimCLR(Encoder):
     """Per-sample loss: lightly's NT-Xent with ``reduction='none'`` gives one loss per row of
     the 2B logits ``[view0; view1]``; sample i's loss is the mean of rows i and B+i, so the
-    batch mean equals lightly's reduced loss exactly."""
+    batch mean equals lightly's reduced loss exactly.
 
-    version = 2  # 2: NT-Xent in fp32 under bf16 autocast
+    BatchNorm: each view batch goes through the network in its own forward (two batches of
+    B), as lightly's SimCLR example and MUC's code (the recipe SPECS follows, and AC's
+    reference) do, in training and in every method that calls ``pair_loss``. The SimCLR
+    paper's global BN normalises the 2B concatenation instead; that couples the two views'
+    statistics and gave another loss on the same weights (3e-2 in train mode)."""
+
+    version = 3  # 2: NT-Xent in fp32 under bf16 autocast; 3: one forward per view (BN over B)
 
     def __init__(
         self,
@@ -36,7 +42,7 @@ class SimCLR(Encoder):
         self.criterion.cross_entropy = nn.CrossEntropyLoss(reduction="none")
 
     def pair_loss(self, v1: torch.Tensor, v2: torch.Tensor, batch: Batch) -> torch.Tensor:
-        za, zb = self.project_pair(v1, v2)
+        za, zb = self.project(self.backbone(v1)), self.project(self.backbone(v2))
         with full_precision(za):
             rows = self.criterion(za.float(), zb.float())
         b = v1.shape[0]

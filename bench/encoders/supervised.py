@@ -19,11 +19,12 @@ class Supervised(Encoder):
     ``project`` is the identity, so ``embed`` is the normalised backbone feature (the
     classifier is not a projection head). ``pair_loss(v1, v2, batch)`` is the
     cross-entropy of view ``v1`` against ``batch.y``; ``v2`` is unused (a classifier has
-    no second view), and ``objective`` augments one view only. Per-sample loss = that
-    sample's cross-entropy; its mean is ``nn.CrossEntropyLoss()`` exactly.
+    no second view), and ``objective`` augments one view only, or none with
+    ``augment=False`` (the normalised, prepared image: ``one_view``). Per-sample loss =
+    that sample's cross-entropy; its mean is ``nn.CrossEntropyLoss()`` exactly.
     """
 
-    capabilities = frozenset({"labels", "logits", "views"})
+    capabilities = frozenset({"labels", "logits", "views", "one_view"})
     augment_preset = "supervised"
 
     def __init__(self, backbone: nn.Module, info: DataInfo, image_size: int | None = None):
@@ -45,6 +46,8 @@ class Supervised(Encoder):
         with full_precision(logits):
             return F.cross_entropy(logits.float(), batch.y, reduction="none")
 
-    def objective(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        v = self.augment(batch.x, generator)
+    def objective(
+        self, batch: Batch, generator: torch.Generator | None = None, augment: bool = True
+    ) -> torch.Tensor:
+        v = self.view(batch.x, generator, augment)
         return self.pair_loss(v, v, batch)

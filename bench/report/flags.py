@@ -13,7 +13,8 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
   privacy columns (:data:`PRIVACY_METRICS`) then rank nothing.
 - cell ``uncalibrated auditors cannot separate members``: the original's FA - TA
   or retrain's EMIA - the original's EMIA is not above noise (SPECS: "FA >= TA
-  and EMIA below retrain's, or the run says the auditors cannot separate").
+  and EMIA below retrain's, or the run says the auditors cannot separate"). Not for
+  class forgetting.
 - cell ``attacks at chance``: an attack's fit (balanced accuracy, D_r vs D_t) on
   the original is within noise of 50 %; its D_f column (EMIA, CMIA, ...) then
   reflects where a threshold fell on noise, not forgetting.
@@ -106,7 +107,7 @@ def _cell(orig: Metrics, retrain: Metrics, n: Mapping[str, int],
         d, se = retrain["EMIA"] - orig["EMIA"], pct_diff_se(retrain["EMIA"], nf, orig["EMIA"], nf)
         if d <= Z * se:
             weak.append(f"EMIA retrain-original {d:+.1f} (SE {se:.1f})")
-    if weak:
+    if weak and not class_forgetting:  # D_f is a class there, not a member sample D_t is like
         out.append("uncalibrated auditors cannot separate members: " + ", ".join(weak))
     chance = _at_chance(orig, n)
     if chance:

@@ -1,199 +1,215 @@
-"""Leaderboard markdown built from MLflow rows (pandas), never from in-memory state.
+"""The headline: ``results/<matrix>/leaderboard.md``, a page a person reads in a minute (SPECS section 7).
 
-One table per dataset x encoder x backbone x scenario (x request): methods as
-rows (original and retrain first, the rest ranked by Avg Gap), metrics as
-columns with their direction (↑, ↓, ≈R = ideal is retrain's value), mean ± std
-[95 % CI] over seeds with the best method per column in bold (bench/report/stats.py);
-then an overall table ranking methods by mean Avg Gap across cells.
+First the like-with-like rankings across cells (bench/report/ranking.py), then per cell
+(and request) one table of at most 8 columns: method, seeds, verdict against the noise
+floor (bench/report/verdict.py), Avg Gap (mean ± std [95 % CI], the top group bold),
+utility (TA - retrain's TA), forgetting (cMIA-AUC; its ideal is retrain's), cost (RTE as
+% of retrain's training) and flags. Rows: original (doing nothing), retrain (the target),
+``retrain (seed')`` (the floor), then the methods by mean Avg Gap. Everything else lives
+on the cell's details page (bench/report/details.py), linked from its heading.
+
+Links are relative; ``root`` is the path from the page's location to ``results/<matrix>/``
+("" for the leaderboard itself, ``results/<matrix>/`` when it is published into BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Collection, Mapping, Sequence
 
-import pandas as pd
+import numpy as np
 
 from bench.metrics import MetricSpec
-from bench.report.sanity import sanity_table
-from bench.report.stats import best_methods, column_digits, fmt_stats, seed_stats
-from bench.splits import parse_scenario
+from bench.report import paths
+from bench.report.analysis import Analysis, Table
+from bench.report.details import reason
+from bench.report.frame import done, heading
+from bench.report.ranking import RankTable
+from bench.report.roles import FLOOR, ORIGINAL, RETRAIN
+from bench.report.stats import fmt_stats, seed_stats
+from bench.report.verdict import ALPHA
 
-GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]
-FIRST = ["original", "retrain"]
-
-
-def mean_std(values: pd.Series) -> tuple[float, float, int]:
-    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def _metric_columns(df: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
-    present = {c[2:] for c in df.columns if c.startswith("m.") and df[c].notna().any()}
-    return [name for name in specs if name in present]
-
-
-def method_order(sub: pd.DataFrame) -> list[str]:
-    gaps = {}
-    for m, g in sub.groupby("method"):
-        if m in FIRST:
-            continue
-        mean = mean_std(g.loc[g.status == "finished", "m.avg_gap"])[0] if "m.avg_gap" in g else math.nan
-        gaps[m] = math.inf if math.isnan(mean) else mean
-    return [m for m in FIRST if m in set(sub.method)] + sorted(gaps, key=lambda m: (gaps[m], m))
+LEGEND = (
+    "How to read it: each method's **verdict** compares its Avg Gap to retrain with that of "
+    f"`{FLOOR}`, the reference retrain (another seed, never saw D_f) audited like a method: "
+    "what exact unlearning itself scores. Paired by seed: *worse than retrain* (one-sided paired "
+    f"t-test, α {ALPHA:g}), *matches retrain* (equivalence by TOST within ± the floor's mean "
+    "Avg Gap, the stated margin), otherwise *undecided* (with the seeds a difference of that size "
+    "would need); *worse than doing nothing*: significantly above the original's Avg Gap; one seed "
+    "allows no test. Avg Gap: mean ± std [95 % t-interval] over seeds, **bold** the top group "
+    "(every method not significantly worse than the lowest mean; paired, Holm-corrected). "
+    "TA − retrain: the utility gap (TA_rest when a class is forgotten); the forgetting column's "
+    "ideal is retrain's value; cost: unlearning time as % of retrain's training. Every metric, "
+    "the tests, per-seed values, sanity facts and flags are on each cell's details page; the "
+    "tests and their assumptions in BENCHMARKS.md, section Statistics."
+)
 
 
-def latest(sub: pd.DataFrame) -> pd.DataFrame:
-    """One row per (cell, method, seed): the most recent (a --fresh rerun supersedes)."""
-    if "start_time" not in sub:
-        return sub
-    keys = [k for k in (*GROUP, "method", "seed") if k in sub]
-    return sub.sort_values("start_time").groupby(keys, sort=False).tail(1)
+def _cost(t: Table, m: str) -> str:
+    v = list(t.seeds(m, "m.rte_frac").values())
+    if not v:
+        return "–"
+    pct = 100 * float(np.mean(v))
+    return f"{pct:.0f} %" if pct >= 10 else f"{pct:.1f} %"
 
 
-def _reason(g: pd.DataFrame) -> str:
-    reasons = [str(r) for r in g.reason if isinstance(r, str) and r]
-    return (reasons[0] if reasons else "no reason recorded").replace("|", "/").replace("\n", " ")[:120]
+def _flags(t: Table, m: str) -> str:
+    """Each flag's name (the text before its colon) and on how many seeds it was raised."""
+    counts: dict[str, int] = {}
+    for text in t.rows.loc[t.rows.method == m, "flags"] if "flags" in t.rows else []:
+        for f in (text.split("\n") if isinstance(text, str) else []):
+            if f:
+                name = f.split(":", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+    n = t.rows.loc[t.rows.method == m, "seed"].nunique()
+    return ", ".join(k + (f" ({c}/{n} seeds)" if n > 1 else "") for k, c in counts.items()) or ""
 
 
-def _unranked_columns(sub: pd.DataFrame) -> set[str]:
-    """Columns that rank nothing in this table: privacy metrics of a cell without
-    membership signal (bench/report/flags.py)."""
-    if "cell_flags" not in sub or not sub.cell_flags.astype(str).str.contains(
-            "no membership signal").any():
-        return set()
-    from bench.report.flags import PRIVACY_METRICS
-
-    return set(PRIVACY_METRICS)
+def _label(m: str) -> str:
+    return {ORIGINAL: "original (doing nothing)", RETRAIN: "retrain (target)"}.get(m, m)
 
 
-def cell_table(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> list[str]:
-    """Methods x metrics: mean ± std [95 % CI] over seeds, the best method per column in bold
-    (bench/report/stats.py), n/a with the reason for unsupported pairs, failures with theirs."""
-    sub = latest(sub)
-    cols = _metric_columns(sub, specs)
-    head = ["method", "seeds"] + [f"{c} {specs[c].arrow}".strip() for c in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    done_rows = sub[sub.status.isin(["finished", "reference"])]
-    stats = {
-        (m, c): seed_stats(pd.to_numeric(g[f"m.{c}"], errors="coerce"))
-        for m, g in done_rows.groupby("method") for c in cols
-    }
-    unranked = _unranked_columns(sub)
-    best: dict[str, set[str]] = {}
-    digits: dict[str, int] = {}
-    for c in cols:
-        means = {m: st.mean for (m, cc), st in stats.items() if cc == c}
-        ref = stats.get(("retrain", c))
-        digits[c] = column_digits(means.values())
-        best[c] = set() if c in unranked else best_methods(
-            means, specs[c], ref.mean if ref else None, digits[c])
-    for m in method_order(sub):
-        g = sub[sub.method == m]
-        done = g[g.status.isin(["finished", "reference"])]
-        if len(done) == 0:
+def _verdict(t: Table, m: str) -> str:
+    if m == RETRAIN:
+        return "the target"
+    if m == FLOOR:
+        return "the floor"
+    v = t.verdicts.get(m)
+    return v.label if v else "–"
+
+
+def headline_table(t: Table, specs: Mapping[str, MetricSpec]) -> list[str]:
+    util = t.utility or "TA"
+    forget = t.forgetting
+    fdig = 3 if forget and "AUC" in forget else 2
+    head = ["method", "seeds", "verdict", "Avg Gap ↓", f"{util} − retrain", f"{forget or 'forgetting'} ≈R",
+            "cost", "flags"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|---|---|---|---|"]
+    top = t.top.members if t.top is not None else frozenset()
+    for m in t.order:
+        g = t.rows[t.rows.method == m]
+        fin = done(g)
+        if fin.empty:
             label = "n/a" if (g.status == "skipped").all() else "failed"
-            cells = [f"{label}: {_reason(g)}"] + [""] * (len(cols) - 1) if cols else []
-            lines.append(f"| {m} | 0 | " + " | ".join(cells) + " |")
+            lines.append(f"| {_label(m)} | 0 | {label}: {reason(g, 70)} | | | | | |")
             continue
-        cells = [fmt_stats(stats[(m, c)], digits[c], bold=m in best[c]) for c in cols]
-        failed = g[g.status == "failed"]
-        seeds = f"{done.seed.nunique()}"
-        if len(failed):
-            seeds += f" ({len(failed)} failed: {_reason(failed)})"
-        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + " |")
+        failed = (g.status == "failed").sum()
+        seeds = f"{fin.seed.nunique()}" + (f" ({failed} failed)" if failed else "")
+        gap = fmt_stats(seed_stats(t.gaps.get(m, {}).values()), 2, bold=m in top)
+        if m == RETRAIN and t.utility:
+            utility = fmt_stats(seed_stats(t.seeds(m, f"m.{t.utility}").values()), 2) + f" ({util})"
+        else:
+            utility = fmt_stats(seed_stats(t.utility_gap(m).values()), 2, signed=True)
+        forgetting = fmt_stats(seed_stats(t.seeds(m, f"m.{forget}").values()), fdig) if forget else "–"
+        lines.append(f"| {_label(m)} | {seeds} | {_verdict(t, m)} | {gap} | {utility} | {forgetting} | "
+                     f"{_cost(t, m)} | {_flags(t, m)} |")
     return lines
 
 
-def flag_notes(sub: pd.DataFrame) -> list[str]:
-    """bench/report/flags.py findings of one table: the cell's (latest run per seed) and each method's."""
-    notes: dict[str, set[int]] = {}
-    for seed, g in latest(sub).groupby("seed"):
-        newest = g.sort_values("start_time").iloc[-1]
-        texts = [("cell", newest.get("cell_flags"))]
-        texts += [(r.method, r.get("flags")) for _, r in g.iterrows()]
-        for who, text in texts:
+def _cell_flags(t: Table) -> list[str]:
+    names: dict[str, set[int]] = {}
+    if "cell_flags" in t.rows:
+        for seed, text in zip(t.rows.seed, t.rows.cell_flags):
             for f in (text.split("\n") if isinstance(text, str) else []):
                 if f:
-                    notes.setdefault(f"{who}: {f}", set()).add(int(seed))
-    multi = sub.seed.nunique() > 1
-    return [f"- ⚑ {n}" + (f" (seeds {', '.join(map(str, sorted(s)))})" if multi else "")
-            for n, s in notes.items()]
+                    names.setdefault(f.split(":", 1)[0], set()).add(int(seed))
+    return sorted(names)
 
 
-def overall_table(df: pd.DataFrame) -> list[str]:
-    """Methods ranked by mean Avg Gap across cells. A cell's value is its mean over seeds
-    (and, for sequential scenarios, over requests), so every cell weighs the same."""
-    if "m.avg_gap" not in df:
+def table_notes(t: Table) -> list[str]:
+    """Under a cell's table: the margin and top group, the cell's flags, the seeds-needed sentences."""
+    notes = []
+    if math.isfinite(t.margin):
+        notes.append(f"Margin of *matches*: ±{t.margin:.2f} (the floor's mean Avg Gap).")
+    else:
+        notes.append(f"No `{FLOOR}` row: no verdict (a store written before the floor was audited; "
+                     "rerun the matrix, resume adds it).")
+    if t.top is not None and t.top.testable:
+        notes.append(f"Top group: {', '.join(sorted(t.top.members))}.")
+    elif t.top is not None:
+        notes.append("1 seed: no test, no top group.")
+    flags = _cell_flags(t)
+    if flags:
+        notes.append("Cell flags: " + "; ".join(flags) + ".")
+    out = [" ".join(notes)]
+    for m in t.order:
+        v = t.verdicts.get(m)
+        sentence = v.seeds_sentence() if v else ""
+        if sentence:
+            out.append(f"- {m}: {v.label}: {sentence}")
+    return out
+
+
+def _short_cell(cell: tuple, an: Analysis) -> str:
+    t = next(t for t in an.tables.values() if t.cell == cell)
+    return heading(cell, t.rows)
+
+
+def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collection[str]) -> list[str]:
+    cells = set(r.cells)
+    tables = [t for t in an.tables.values() if t.cell in cells]
+    testable = any(t.top is not None and t.top.testable for t in tables)
+    n = len(tables)
+    lines = [f"### Ranking {i}: {len(r.cells)} cell{'s' * (len(r.cells) > 1)}, {len(r.methods)} rows", "",
+             "Cells: " + "; ".join(_short_cell(c, an) for c in r.cells) + ".", "",
+             "| place | method | mean rank | top group | matches retrain | worse than doing nothing |",
+             "|---|---|---|---|---|---|"]
+    pos = r.positions()
+    for m in r.methods:
+        if m in (ORIGINAL, FLOOR) or not testable:
+            top = match = nothing = "–"
+        else:
+            top = f"{sum(t.top is not None and m in t.top.members for t in tables)}/{n}"
+            match = f"{sum(t.verdicts[m].matches for t in tables if m in t.verdicts)}/{n}"
+            nothing = f"{sum(t.verdicts[m].worse_than_nothing for t in tables if m in t.verdicts)}/{n}"
+        lines.append(f"| {pos[m]} | {_label(m)} | {r.mean_rank[m]:.2f} | {top} | {match} | {nothing} |")
+    notes = []
+    if r.friedman is not None and math.isfinite(r.friedman[1]):
+        chi, p = r.friedman
+        notes.append(f"Friedman χ² = {chi:.2f} ({len(r.methods) - 1} df), p = {p:.3g}: "
+                     + ("the ranks differ." if p < ALPHA else "no evidence that the ranks differ."))
+    elif len(r.cells) < 2:
+        notes.append("One cell: ranks within it, no test across cells.")
+    if r.cd is not None:
+        notes.append(f"Nemenyi critical difference {r.cd:.2f} (α {ALPHA:g}): mean ranks closer than that "
+                     "are not significantly different (joined by a bar in the diagram).")
+    if not testable:
+        notes.append("1 seed: counts of verdicts need at least 2.")
+    out = lines + [""] + ([" ".join(notes), ""] if notes else [])
+    if paths.ranks(i) in files:
+        out += [f"![rank diagram]({root}{paths.ranks(i)})", ""]
+    return out
+
+
+def overall(an: Analysis, root: str, files: Collection[str]) -> list[str]:
+    if not an.rankings:
         return []
-    ok = latest(df)
-    ok = ok[(ok.status == "finished") & ok["m.avg_gap"].notna() & ~ok.method.isin(FIRST)]
-    if ok.empty:
-        return []
-    cell = GROUP[:-1]
-    per_req = ok.groupby(["method", *GROUP])["m.avg_gap"].mean().reset_index()
-    per_cell = per_req.groupby(["method", *cell])["m.avg_gap"].mean().reset_index()
-    winners = per_cell.loc[per_cell.groupby(cell)["m.avg_gap"].idxmin(), "method"].value_counts()
-    rows = []
-    for m, g in per_cell.groupby("method"):
-        st = seed_stats(g["m.avg_gap"])
-        rows.append((st.mean, m, st, int(winners.get(m, 0))))
-    lines = ["## Overall: mean Avg Gap across cells (lower is better)", "",
-             "A cell's Avg Gap is its mean over seeds (and requests); ± is the std across cells, "
-             "[ ] its 95 % t-interval; *best in* counts the cells where the method has the "
-             "lowest Avg Gap.", "",
-             "| rank | method | Avg Gap ↓ | cells | best in |", "|---|---|---|---|---|"]
-    for i, (_, m, st, wins) in enumerate(sorted(rows, key=lambda r: (r[0], r[1])), 1):
-        lines.append(f"| {i} | {m} | {fmt_stats(st, bold=i == 1)} | {st.n} | {wins} |")
-    return lines + [""]
+    out = ["## Ranking across cells", "",
+           "Within each cell, rows are ranked by mean Avg Gap (1 = closest to retrain; equal values share "
+           "the average rank: a tie is a tie). Each table covers exactly the cells it names, with every "
+           "method that ran on all of them: raw Avg Gaps are never averaged across different cells. "
+           "The counts say in how many of its tables (cell x request) a method is in the top group, "
+           "matches retrain, or is worse than doing nothing.", ""]
+    for i, r in enumerate(an.rankings, 1):
+        out += ranking_table(i, r, an, root, files)
+    return out
 
 
-def build_markdown(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str,
-                   figure_links: Mapping[tuple, str] | None = None) -> str:
-    out = [f"# Leaderboard: {title}", ""]
-    if df.empty:
+def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "",
+                         files: Collection[str] = ()) -> str:
+    """The headline page. ``header``: lines under the title (the tuning line of
+    bench/report/tuning.py, passed in by the driver); ``files``: the report's files (paths
+    relative to ``results/<matrix>/``), the only ones it links to."""
+    out = [f"# Leaderboard: {an.title}", ""]
+    out += [*header, ""] if header else []
+    if not an.tables:
         return "\n".join(out + ["No finished results in MLflow yet.", ""])
-    out += [
-        "Each entry: mean ± std over seeds [95 % confidence interval, Student t with n-1 "
-        "degrees of freedom]; one seed shows the value alone. ↑ higher is better, ↓ lower is "
-        "better, ≈R the ideal is retrain's value (gap metrics). **Bold**: the best method in "
-        "the column by that direction (original and retrain are yardsticks, never bold). Rows "
-        "after original and retrain are ranked by Avg Gap to retrain. Each table shows the headline "
-        "metrics; the full table under it adds the diagnostics (attack fit accuracies, rates on D_t, "
-        "variants). n/a: the method does not "
-        "apply to the encoder (reason given); failed: the reason of the failure. Sequential "
-        "scenarios get one table per deletion request (numbered from 0, as in MLflow).",
-        "",
-    ]
-    out += overall_table(df)
-    for key, sub in df.groupby(GROUP, sort=True):
-        ds, enc, bb, sc, req = key
-        sequential = str(sc).startswith("sequential") or req
-        head = f"## {ds} · {enc}/{bb} · {sc}" + (f" · after request {req}" if sequential else "")
-        out += [head, ""]
-        headline = {k: v for k, v in specs.items() if v.headline}
-        out += cell_table(sub, headline)
-        out += ["", "<details><summary>All metrics, diagnostics included</summary>", ""]
-        out += cell_table(sub, specs)
-        out += ["", "</details>"]
-        if figure_links and key in figure_links:
-            out += ["", f"Alignment matrices: [{Path(figure_links[key]).name}]({figure_links[key]})"]
-        sanity = sanity_table(latest(sub), class_forgetting=parse_scenario(str(sc)).kind == "class")
-        out += ["", *sanity] if sanity else []
-        flags = flag_notes(sub)
-        out += ["", "Flags (bench/report/flags.py):", *flags] if flags else []
-        out.append("")
+    out += [LEGEND, ""]
+    out += overall(an, root, files)
+    for key, t in an.tables.items():
+        links = [f"[{name}]({root}{p})" for name, p in (("details", paths.details(t.cell)),
+                                                          ("trade-off plot", paths.tradeoff(key))) if p in files]
+        out += [f"## {heading(key, t.rows)}", ""] + ([" · ".join(links), ""] if links else [])
+        out += headline_table(t, an.specs) + [""]
+        out += table_notes(t) + [""]
     return "\n".join(out)
-
-
-def write_leaderboard(md: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(md)
-    os.replace(tmp, path)
-    return path
-

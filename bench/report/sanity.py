@@ -12,11 +12,13 @@ for FA - TA):
 
 - original cMIA-AUC: above 0.5 by at least 2 SE (the calibrated attack sees membership);
 - retrain cMIA-AUC: within 2 SE of 0.5 (D_f are non-members for it);
-- retrain FA - TA: within 2 SE of 0;
+- retrain FA - TA: within 2 SE of 0 (judged in standard errors, as the flags do, not in points);
 - original FA - TA: shown for comparison. Retrain and original share D_f, so a D_f that is
   hard (or easy) for both moves both.
 
-The mean row averages the seeds; its SE is sqrt(sum SE_i^2) / n (independent D_f draws).
+Each column's header states its fact, and ⚑ means one thing everywhere: that fact fails on
+that seed. The mean row averages the seeds; its SE is sqrt(sum SE_i^2) / n (independent D_f
+draws).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.flags import Z, above_noise, auc_se, beyond_noise, pct_diff_se
+from bench.report.roles import ORIGINAL, RETRAIN
 
 SIZES_TAG = "bench.sizes"
 BACKFILLED_TAG = "bench.sizes_backfilled"
@@ -85,7 +88,7 @@ def mean_fact(facts: list[Fact]) -> Fact:
 
 
 def _verdict(name: str, f: Fact) -> str:
-    """'' when the fact holds (or is shown for comparison only), else a flag mark."""
+    """' ⚑' when the column's fact (FACTS) fails; '' when it holds or is shown for comparison only."""
     if math.isnan(f.z) or name == "original FA - TA":
         return ""
     d = f.value - f.ideal
@@ -103,6 +106,12 @@ def _fmt(name: str, f: Fact | None) -> str:
 
 
 COLUMNS = ("original cMIA-AUC", "retrain cMIA-AUC", "retrain FA - TA", "original FA - TA")
+FACTS = {  # the fact each column checks, as its header states it
+    "original cMIA-AUC": f"original cMIA-AUC (fact: > 0.5 by {Z:g} SE)",
+    "retrain cMIA-AUC": f"retrain cMIA-AUC (fact: 0.5 ± {Z:g} SE)",
+    "retrain FA - TA": f"retrain FA - TA (fact: 0 ± {Z:g} SE)",
+    "original FA - TA": "original FA - TA (for comparison)",
+}
 
 
 def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]:
@@ -114,22 +123,22 @@ def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]
     per_seed: dict[int, dict[str, Fact]] = {}
     backfilled = False
     for seed, g in done.groupby("seed"):
-        rows = {r.method: r for _, r in g[g.method.isin(("original", "retrain"))].iterrows()}
+        rows = {r.method: r for _, r in g[g.method.isin((ORIGINAL, RETRAIN))].iterrows()}
         sizes = None
         for r in rows.values():
             sizes = sizes or parse_sizes(r.get("sizes"))
             backfilled |= str(r.get("sizes_backfilled", "")) == "1"
-        facts = seed_facts(rows.get("original"), None if class_forgetting else rows.get("retrain"), sizes)
+        facts = seed_facts(rows.get(ORIGINAL), None if class_forgetting else rows.get(RETRAIN), sizes)
         if facts:
             per_seed[int(seed)] = facts
     cols = [c for c in COLUMNS if any(c in f for f in per_seed.values())]
     if not cols:
         return []
     lines = ["Sanity facts (SPECS section 5; bench/report/sanity.py): each value with its distance from the "
-             f"ideal in standard errors; ⚑ = beyond {Z:g} SE (original cMIA-AUC: not above 0.5 by "
-             f"{Z:g} SE). The mean row's SE is that of a mean of independent draws."
+             "ideal in standard errors; each header states its column's fact, and ⚑ marks a seed where "
+             "that fact fails. The mean row's SE is that of a mean of independent draws."
              + (" Split sizes backfilled from the matrix's splits." if backfilled else ""), "",
-             "| seed | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+             "| seed | " + " | ".join(FACTS[c] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     for seed, facts in sorted(per_seed.items()):
         lines.append(f"| {seed} | " + " | ".join(_fmt(c, facts.get(c)) for c in cols) + " |")
     if len(per_seed) > 1:

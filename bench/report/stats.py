@@ -3,8 +3,10 @@
 Kept apart from the markdown so it is tested on hand-made numbers. With n seeds
 the interval is mean ± t_{0.975, n-1} · std / sqrt(n) (std with ddof 1); one
 seed has no interval. "Best" follows each metric's declared direction: ↑ the
-largest mean, ↓ the smallest, ≈R the mean closest to retrain's. The original and
-retrain are yardsticks, never "best"; ties at the printed precision are all best.
+largest mean, ↓ the smallest, ≈R the mean closest to retrain's; a metric declared
+``ranked=False`` (a device artefact: CPU peak memory) has no best. The original,
+retrain and the floor are yardsticks, never "best"; ties at the printed precision
+are all best.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bench.metrics import MetricSpec
+from bench.report import roles
 
 LEVEL = 0.95
-YARDSTICKS = ("original", "retrain")
+YARDSTICKS = roles.YARDSTICKS
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,12 @@ def seed_stats(values: Iterable[float]) -> SeedStats:
     return SeedStats(mean, std, n, t_critical(n) * std / math.sqrt(n))
 
 
-def fmt_stats(s: SeedStats, digits: int = 2, bold: bool = False, ci: bool = True) -> str:
-    """``mean ± std [low, high]`` (the CI only from two seeds on); ``–`` when there is no value."""
+def fmt_stats(s: SeedStats, digits: int = 2, bold: bool = False, ci: bool = True, signed: bool = False) -> str:
+    """``mean ± std [low, high]`` (the CI only from two seeds on); ``–`` when there is no value;
+    ``signed``: the mean with its sign (a difference)."""
     if s.n == 0 or math.isnan(s.mean):
         return "–"
-    mean = f"{s.mean:.{digits}f}"
+    mean = f"{s.mean:{'+' if signed else ''}.{digits}f}"
     text = f"**{mean}**" if bold else mean
     if s.n > 1:
         text += f" ± {s.std:.{digits}f}"
@@ -91,7 +95,7 @@ def best_methods(
     exclude: Iterable[str] = YARDSTICKS,
 ) -> set[str]:
     """The method(s) with the best mean in one column, compared at the printed precision."""
-    how = direction(spec)
+    how = direction(spec) if spec.ranked else None
     skip = set(exclude)
     cand = {m: v for m, v in means.items() if m not in skip and v is not None and math.isfinite(v)}
     if how is None or not cand:

@@ -9,11 +9,13 @@ from bench.metrics import MetricSpec
 SUMMARY_METRICS = (
     MetricSpec("rte_s", "unlearning wall time in seconds (RTE)", higher_is_better=False),
     MetricSpec("rte_frac", "RTE as a fraction of retrain's training time", higher_is_better=False),
-    MetricSpec("peak_mem_mb", "peak memory during unlearning (GPU allocator, or process RSS on CPU)",
-               higher_is_better=False),
+    MetricSpec("peak_mem_mb", "peak memory during unlearning (GPU allocator, or process RSS on CPU); shown, "
+               "never ranked: on CPU it samples the whole process, not the method (0 when nothing grew)",
+               higher_is_better=False, ranked=False),
     MetricSpec(
         "avg_gap",
-        "mean |m - m_retrain| over RA, TA, UA, EMIA, CMIA and cMIA-AUC x 100 (those the cell has), "
+        "mean |m - m_retrain| over RA, TA (TA_rest when a class is forgotten), UA, EMIA, CMIA and "
+        "cMIA-AUC x 100 (those the cell has), "
         "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
@@ -33,10 +35,13 @@ def avg_gap(
     specs: Mapping[str, MetricSpec],
     exclude: Collection[str] = (),
 ) -> float | None:
-    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap`` (minus ``exclude``)."""
+    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap`` (minus ``exclude``,
+    and minus those another reported metric ``replaces``)."""
+    both = [k for k in specs if k in metrics and k in retrain]
+    replaced = {specs[k].replaces for k in both}
     gaps = [
-        abs(metrics[k] - retrain[k]) * spec.scale
-        for k, spec in specs.items()
-        if spec.avg_gap and k in metrics and k in retrain and k not in exclude
+        abs(metrics[k] - retrain[k]) * specs[k].scale
+        for k in both
+        if specs[k].avg_gap and k not in exclude and k not in replaced
     ]
     return sum(gaps) / len(gaps) if gaps else None

@@ -1,0 +1,175 @@
+"""The whole report (bench/report/build.py) from hand-made results frames with known answers:
+headline shape, yardstick rows, verdicts, like-with-like rankings, details pages, pictures, links."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.audit import metric_specs
+from bench.report import paths
+from bench.report.build import build_report, write_report
+from bench.report.roles import FLOOR
+
+SIZES = json.dumps({"forget": 200, "retain": 1000, "test": 1000})
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def table_widths(md: str) -> list[int]:
+    """Columns of every markdown table (counted on the row above each |---| separator)."""
+    lines = md.splitlines()
+    sep = re.compile(r"\|(\s*:?-+:?\s*\|)+")
+    return [lines[i - 1].count("|") - 1 for i, ln in enumerate(lines) if i and sep.fullmatch(ln.strip())]
+
+
+def broken_links(page: Path) -> list[str]:
+    """Relative links (and images) of a markdown page that resolve to no file."""
+    out = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        if not (page.parent / target.split("#")[0]).is_file():
+            out.append(target)
+    return out
+
+
+def frame(cells: dict[str, dict[str, float]], seeds: int = 3, noise: float = 0.2, seed: int = 0,
+          scenario: str = "random:0.1", requests: int = 1) -> pd.DataFrame:
+    """A results frame: per encoder (cell) the mean Avg Gap of each method; the floor's is 1.0 and
+    the original's 4.0 unless given. Each row also has TA (gap / 2 below retrain's 80) and a
+    cMIA-AUC; per-seed values are the mean plus N(0, noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for enc, methods in cells.items():
+        means = {"original": 4.0, FLOOR: 1.0, **methods}
+        for r in range(requests):
+            for s in range(seeds):
+                base = {"dataset": "digits", "encoder": enc, "backbone": "convnet-s", "scenario": scenario,
+                        "request": r, "seed": s, "start_time": 100 + s, "reason": "", "flags": "",
+                        "cell_flags": "", "sizes": SIZES, "figures_run": "", "cell_slug": ""}
+                rows.append({**base, "method": "retrain", "status": "finished", "m.avg_gap": 0.0, "m.TA": 80.0,
+                             "m.cMIA-AUC": 0.5, "m.rte_frac": 1.0, "m.peak_mem_mb": 0.0})
+                for m, mean in means.items():
+                    gap = max(0.0, mean + rng.normal(0, noise))
+                    rows.append({**base, "method": m, "status": "reference" if m in ("original", FLOOR) else
+                                 "finished", "m.avg_gap": gap, "m.TA": 80.0 - gap / 2,
+                                 "m.cMIA-AUC": 0.5 + gap / 100,
+                                 **({} if m == "original" else {"m.rte_frac": 0.1, "m.peak_mem_mb": 0.0})})
+    return pd.DataFrame(rows)
+
+
+def headline_rows(md: str, heading: str) -> dict[str, list[str]]:
+    part = md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in part.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    return {r.split(" | ")[0][2:]: [c.strip() for c in r.strip("|").split("|")] for r in rows}
+
+
+CELL = "digits · simclr/convnet-s · random:0.1"
+
+
+def board(df: pd.DataFrame) -> str:
+    """The headline alone (no pictures: faster)."""
+    return build_report(df, metric_specs(), "t", pictures=False).files[paths.LEADERBOARD]
+
+
+def test_headline_shows_yardsticks_verdicts_and_fits_eight_columns():
+    df = frame({"simclr": {"good": 1.0, "bad": 9.0, "close": 1.05}, "byol": {"good": 1.0, "bad": 9.0}},
+               seeds=3, noise=0.8)
+    md = board(df)
+    assert max(table_widths(md)) <= 8
+    rows = headline_rows(md, CELL)
+    assert list(rows)[:3] == ["original (doing nothing)", "retrain (target)", FLOOR]
+    assert re.match(r"[34]\.\d\d ± ", rows["original (doing nothing)"][3])  # the original's Avg Gap is shown
+    assert rows["bad"][2] == "worse than retrain, worse than doing nothing"
+    assert rows["good"][2].startswith("undecided at 3 seeds")
+    assert rows["good"][3].startswith("**") and rows["close"][3].startswith("**")  # overlapping: both top
+    assert not rows["bad"][3].startswith("**")
+    assert "- good: undecided at 3 seeds: a difference of" in md  # the seeds-needed sentence
+    assert "Margin of *matches*: ±1." in md
+
+
+def test_a_method_equal_to_the_floor_over_many_seeds_matches_retrain():
+    df = frame({"simclr": {"twin": 1.0}}, seeds=30, noise=0.1)
+    rows = headline_rows(board(df), CELL)
+    assert rows["twin"][2] == "matches retrain"
+
+
+def test_one_seed_says_no_test_and_bolds_nothing():
+    df = frame({"simclr": {"a": 1.0, "b": 2.0}}, seeds=1)
+    md = board(df)
+    rows = headline_rows(md, CELL)
+    assert rows["a"][2] == rows["b"][2] == "1 seed: no test" and "**" not in rows["a"][3]
+    assert "1 seed: no test, no top group." in md
+
+
+def test_like_with_like_rankings_and_ties():
+    cells = {e: {"a": 1.0, "b": 2.0} for e in ("simclr", "byol", "moco_v2")}
+    cells["supervised"] = {"a": 1.0, "b": 2.0, "sup_only": 0.5}
+    df = frame(cells, seeds=2, noise=0.0)
+    md = board(df)
+    big, small = md.split("### Ranking 1: ", 1)[1].split("### Ranking 2: ", 1)
+    assert big.startswith("4 cells") and "sup_only" not in big
+    assert small.startswith("1 cell") and "| sup_only |" in small
+    df2 = frame({"simclr": {"x": 2.0, "y": 2.0}, "byol": {"x": 2.0, "y": 2.0}}, seeds=2, noise=0.0)
+    md2 = board(df2)
+    assert "| 2= | x |" in md2 and "| 2= | y |" in md2  # a tie, not alphabetical
+
+
+def test_the_original_avg_gap_is_computed_for_stores_without_it():
+    df = frame({"simclr": {"a": 1.0}}, seeds=2, noise=0.0)
+    orig = df.method == "original"
+    df.loc[orig, "m.avg_gap"] = np.nan
+    df.loc[orig, "m.TA"], df.loc[orig, "m.cMIA-AUC"] = 76.0, 0.56  # |80 - 76| = 4, |0.5 - 0.56| x 100 = 6
+    rows = headline_rows(board(df), CELL)
+    assert rows["original (doing nothing)"][3].startswith("5.00 ± 0.00")
+
+
+def test_details_pages_pictures_and_links_resolve(tmp_path: Path):
+    df = frame({"simclr": {"a": 1.0, "b": 3.0}, "byol": {"a": 1.0, "b": 3.0}}, seeds=3)
+    fig = tmp_path / "src.png"
+    fig.write_bytes(b"\x89PNG\r\n\x1a\n fake")
+    rep = build_report(df, metric_specs(), "t", {(("digits", "simclr", "convnet-s", "random:0.1"), 0):
+                                                  [("alignment_matrix.png", fig)]})
+    out = write_report(rep, tmp_path / "t")
+    pages = [out, *sorted((tmp_path / "t" / "cells").glob("*.md"))]
+    assert len(pages) == 3
+    for page in pages:
+        assert broken_links(page) == [], page
+    details = (tmp_path / "t" / paths.details(("digits", "simclr", "convnet-s", "random:0.1"))).read_text()
+    assert "p matches (TOST)" in details and "Holm-adjusted p" in details and "### Per seed" in details
+    assert "s0-alignment_matrix.png" in details
+    peak = [ln for ln in details.splitlines() if ln.startswith("| a | 3 |")][0]
+    assert "**0.00**" not in peak  # CPU peak memory is never ranked (MetricSpec.ranked=False)
+    pngs = list((tmp_path / "t" / "figures").glob("**/tradeoff.png"))
+    assert len(pngs) == 2 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert (tmp_path / "t" / paths.ranks(1)).is_file()
+    # a rebuild with fewer cells removes the pages and pictures it no longer has
+    write_report(build_report(df[df.encoder == "byol"], metric_specs(), "t", pictures=False), tmp_path / "t")
+    assert len(list((tmp_path / "t" / "cells").glob("*.md"))) == 1
+    assert not (tmp_path / "t" / "figures").exists()  # and empty folders
+
+
+def test_published_links_resolve_from_benchmarks(tmp_path: Path):
+    df = frame({"simclr": {"a": 1.0}, "byol": {"a": 2.0}}, seeds=2)
+    rep = build_report(df, metric_specs(), "t")
+    write_report(rep, tmp_path / "results" / "t")
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(rep.markdown("results/t/"))
+    assert broken_links(page) == [] and "](results/t/cells/" in page.read_text()
+
+
+def test_sequential_scenarios_get_a_table_per_request_and_one_details_page():
+    df = frame({"simclr": {"a": 1.0}}, seeds=2, scenario="sequential:2x0.1", requests=2)
+    rep = build_report(df, metric_specs(), "t", pictures=False)
+    md = rep.files[paths.LEADERBOARD]
+    assert "· after request 0" in md and "· after request 1" in md
+    assert [k for k in rep.files if k.startswith("cells/")] == [
+        paths.details(("digits", "simclr", "convnet-s", "sequential:2x0.1"))]
+
+
+def test_an_empty_store_says_so():
+    assert "No finished results" in board(pd.DataFrame())

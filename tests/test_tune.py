@@ -1,0 +1,397 @@
+"""Fair tuning (SPECS section 8): the search finds a known optimum, a real tune on digits uses
+only its own seed and feeds `run --tuned`, a SIGKILLed tune resumes to exactly N trials, and
+tuned.yaml round-trips and is refused (exit 2) when it names what the methods do not accept."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from bench import Method, UnlearnContext, hp, integer, log_uniform, register_method, uniform
+from bench.cache import ModelCache
+from bench.cli import main
+from bench.config import ConfigError, MethodSpec, load_matrix, validate
+from bench.context import UnlearnContext as Ctx
+from bench.hparams import search_space
+from bench.report import tuning as report
+from bench.runner import REFERENCE_SEED_STRIDE, CellRunner, MethodResult
+from bench.tracking import Tracker
+from bench.tune import DEFAULT_SEED, FAILURE, TRIAL_KIND, Study, cell_seeds, counted, objective, optimise, tuning_cells
+from bench.tuned import CellTuning, MethodTuning, Tuned, dump, load
+from tests.conftest import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@register_method("_tune_toy", needs=("forget",))
+@dataclass
+class TuneToy(Method):
+    """Test-only: ``steps`` batches of gradient ascent on D_f at ``lr``; ``pause`` makes a trial
+    last long enough to be killed in the middle."""
+
+    lr: float = hp(1e-3, gt=0, tune=log_uniform(1e-4, 1e-2))
+    steps: int = hp(1, ge=1, tune=integer(1, 3))
+    pause: float = hp(0.0, ge=0)
+
+    def unlearn(self, ctx: UnlearnContext) -> None:
+        time.sleep(self.pause)
+        opt = ctx.optimizer("sgd", lr=self.lr)
+        for i, batch in enumerate(ctx.batches(ctx.forget)):
+            if i >= self.steps:
+                break
+            ctx.step(opt, -ctx.objective(batch).mean())
+
+
+@register_method("_tune_quadratic", needs=("forget",))
+@dataclass
+class Quadratic(Method):
+    """Test-only: a space whose objective (given by the test) has its optimum at x=0.3, k=4."""
+
+    x: float = hp(0.8, tune=uniform(0.0, 1.0))
+    k: int = hp(1, tune=integer(1, 8))
+
+    def unlearn(self, ctx: UnlearnContext) -> None:  # never run: the test evaluates the objective
+        raise AssertionError
+
+
+SMALL = {**TINY, "methods": ["retrain", {"_tune_toy": {"pause": 0.0}}],
+         "data": {"n_val": 100, "n_train": 300, "n_test": 200},
+         "audit": {"views": 2, "max_members": 100, "references": 1}}
+
+
+def write(tmp_path: Path, name: str, **overrides) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**SMALL, "name": name, **overrides}))
+    return path
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def test_tpe_finds_a_known_optimum_and_fails_what_diverges(tmp_path):
+    space = search_space(Quadratic)
+    calls = []
+
+    def evaluate(v):
+        calls.append(v)
+        if v["x"] > 0.9:  # "diverges": a failed trial, never a score
+            return None, "diverged", {}
+        return (v["x"] - 0.3) ** 2 + 0.1 * (v["k"] - 4) ** 2, "", {}
+
+    cell = tuning_cells(load_matrix(str(write(tmp_path, "quad", methods=["retrain", "_tune_quadratic"]))),
+                        DEFAULT_SEED)[0]
+    study = Study(cell, MethodSpec("_tune_quadratic"), space)
+    trials = optimise("quad", f"sqlite:///{tmp_path / 'q.db'}", space, evaluate, 20, seed=0,
+                      defaults=study.defaults())
+    assert len(trials) == 20 == len(calls)
+    assert calls[0] == {"x": 0.8, "k": 1}  # the defaults first
+    best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert abs(best.params["x"] - 0.3) < 0.08 and best.params["k"] == 4
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["x"] > 0.9 and t.user_attrs[FAILURE] == "diverged" for t in failed)
+    # a finished study is not run again: asking for the same budget evaluates nothing
+    again = optimise("quad", f"sqlite:///{tmp_path / 'q.db'}", space, evaluate, 20, seed=0)
+    assert len(calls) == 20 and [t.number for t in again] == [t.number for t in trials]
+
+
+def row(status="finished", gap=1.0, flags=(), reason="", request=0) -> MethodResult:
+    return MethodResult("m", status, "h", metrics={} if gap is None else {"avg_gap": gap}, reason=reason,
+                        request=request, info={"flags": list(flags)})
+
+
+def test_objective_is_the_rows_avg_gap_and_failures_are_not_scores():
+    assert objective([row(gap=2.5)]) == (2.5, "")
+    assert objective([row(gap=2.0), row(gap=4.0, request=1)]) == (3.0, "")  # sequential: mean over requests
+    assert objective([row("failed", reason="NonFiniteLossError: loss became nan")])[0] is None
+    value, why = objective([row(flags=["over-unlearning: retrain-level privacy (...) only with TA 12 vs 80"])])
+    assert value is None and why.startswith("over-unlearning")
+    assert objective([row(flags=["utility loss: TA 70 vs retrain 80"])]) == (1.0, "")  # a finding, still a score
+    assert objective([row(reason="auditor knn: boom")])[0] is None
+    assert objective([row(gap=None)])[0] is None
+    assert objective([row(gap=float("nan"))])[0] is None
+    assert objective([])[0] is None
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def test_default_seed_is_disjoint_and_colliding_seeds_exit_2(tmp_path, capsys):
+    m = load_matrix(str(write(tmp_path, "seeds", seeds=[0, 1, 2])))
+    evaluated = set().union(*(cell_seeds(c) for c in m.cells()))
+    assert evaluated == {0, 1, 2, 3, REFERENCE_SEED_STRIDE, 1 + REFERENCE_SEED_STRIDE, 2 + REFERENCE_SEED_STRIDE}
+    assert not cell_seeds(tuning_cells(m, DEFAULT_SEED)[0]) & evaluated
+    for bad in (3, 2 + REFERENCE_SEED_STRIDE, REFERENCE_SEED_STRIDE - 1):  # a method's, a reference's seed
+        assert main(["tune", "--matrix", str(tmp_path / "seeds.yaml"), "--seed", str(bad), "--dry-run"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "choose another --seed" in err
+
+
+def test_dry_run_lists_cells_seeds_and_budget(tmp_path, capsys):
+    path = write(tmp_path, "dry")
+    assert main(["tune", "--matrix", str(path), "--trials", "3", "--dry-run", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 tuning cell(s) x 1 method(s) x 3 trials = 3 trials" in out
+    assert f"tuning seed {DEFAULT_SEED}; evaluated cells use seeds [0]" in out
+    assert f"simclr/convnet-s digits random:0.1 seed={DEFAULT_SEED}" in out
+    assert "_tune_toy: lr log-uniform [0.0001, 0.01], steps int uniform [1, 3]; fixed {'pause': 0.0}" in out
+    assert "retrain: not tuned (no search space)" in out
+    assert not (tmp_path / "dry").exists()  # nothing written
+    assert main(["tune", "--matrix", "tune-cpu", "--trials", "8", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar10" in out and f"seed={DEFAULT_SEED}" in out and "x 8 trials" in out
+    assert "evaluated cells use seeds [0, 1, 2]" in out
+    for name in ("finetune", "gradient_ascent", "neggrad_plus", "alignment_calibration"):
+        assert f"    {name}: " in out or f"  {name}: not tuned" in out
+
+
+# --------------------------------------------------------------------------- a real tune, then run --tuned
+
+
+class Spy:
+    """Seeds and cache keys of every runner, training, cache lookup, audit and unlearning context."""
+
+    def __init__(self, monkeypatch):
+        self.seeds: set[int] = set()
+        self.keys: set[str] = set()
+        spy = self
+
+        def wrap(cls, name, record):
+            original = getattr(cls, name)
+
+            def wrapped(self, *a, **kw):
+                record(self, *a, **kw)
+                return original(self, *a, **kw)
+
+            monkeypatch.setattr(cls, name, wrapped)
+
+        wrap(CellRunner, "__init__", lambda self, cell, *a, **kw: spy.seeds.add(cell.seed))
+        wrap(CellRunner, "trained", lambda self, idx, seed, role: spy.seeds.add(seed))
+        wrap(CellRunner, "audit", lambda self, mf, actx: spy.seeds.add(actx.seed))
+        wrap(ModelCache, "get_or_build", lambda self, key, build: spy.keys.add(key))
+        wrap(Ctx, "__init__", lambda self, enc, **kw: spy.seeds.add(kw["seed"]))
+
+    def reset(self) -> tuple[set[int], set[str]]:
+        out = (set(self.seeds), set(self.keys))
+        self.seeds.clear()
+        self.keys.clear()
+        return out
+
+
+@pytest.fixture(scope="module")
+def tuned_run(results_dir: Path, tmp_path_factory):
+    """A tune of the small matrix (2 trials), then `run --tuned` on it, each phase spied on."""
+    mp = pytest.MonkeyPatch()
+    spy = Spy(mp)
+    path = write(tmp_path_factory.mktemp("t"), "tune-e2e")
+    try:
+        code = main(["tune", "--matrix", str(path), "--trials", "2", "--results-dir", str(results_dir)])
+        tune_seeds, tune_keys = spy.reset()
+        after_tune = Tracker(results_dir).results_frame("tune-e2e")
+        tuned_file = results_dir / "tune-e2e" / "tuned.yaml"
+        run_code = main(["run", "--matrix", str(path), "--tuned", str(tuned_file), "--results-dir", str(results_dir)])
+        run_seeds, run_keys = spy.reset()
+    finally:
+        mp.undo()
+    return dict(path=path, code=code, run_code=run_code, tuned=tuned_file, results=results_dir,
+                tune_seeds=tune_seeds, tune_keys=tune_keys, run_seeds=run_seeds, run_keys=run_keys,
+                after_tune=after_tune)
+
+
+def test_tuning_never_touches_an_evaluation_seed(tuned_run):
+    m = load_matrix(str(tuned_run["path"]))
+    evaluated = set().union(*(cell_seeds(c) for c in m.cells()))
+    tuning = cell_seeds(tuning_cells(m, DEFAULT_SEED)[0])
+    assert tuned_run["tune_seeds"] and tuned_run["tune_seeds"] <= tuning
+    assert not tuned_run["tune_seeds"] & evaluated
+    assert tuned_run["run_seeds"] <= evaluated  # the spy sees the evaluation's seeds when they are used
+    assert len(tuned_run["tune_keys"]) == 3  # original, retrain, reference: trained or loaded once each...
+    assert not tuned_run["tune_keys"] & tuned_run["run_keys"]  # ...and none is an evaluated cell's model
+
+
+def test_tune_writes_tuned_yaml_and_nested_trial_runs(tuned_run):
+    assert tuned_run["code"] == 0
+    t = load(tuned_run["tuned"])
+    assert (t.seed, t.trials, len(t.cells)) == (DEFAULT_SEED, 2, 1)
+    cell = t.cells[0]
+    assert (cell.dataset, cell.encoder, cell.scenario, cell.seed) == ("digits", "simclr", "random:0.1", DEFAULT_SEED)
+    assert cell.models_s > 0 and set(cell.methods) == {"_tune_toy"}  # retrain has no space
+    toy = cell.methods["_tune_toy"]
+    assert toy.trials == 2 == toy.complete + toy.failed and toy.fixed == {"pause": 0.0} and toy.wall_s > 0
+    space = search_space(TuneToy)
+    assert set(toy.values) == {"lr", "steps"} and all(space[k].contains(v) for k, v in toy.values.items())
+    assert toy.best is not None and toy.objective["min"] == toy.best <= toy.objective["max"]
+    assert toy.default is not None and toy.best <= toy.default  # the defaults were trial 0
+    assert tuned_run["after_tune"].empty  # tuning writes no leaderboard row
+    tracker = Tracker(tuned_run["results"])
+    exp = tracker.experiment_id("tune-e2e", create=False)
+    parents = tracker.client.search_runs([exp], "tags.`bench.kind` = 'tune'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    trials = tracker.client.search_runs([exp], f"tags.`bench.kind` = '{TRIAL_KIND}'")
+    assert len(trials) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parents[0].info.run_id}
+    assert all({"hp.lr", "hp.steps"} <= set(r.data.params) for r in trials)
+    assert all("objective" in r.data.metrics for r in trials if r.data.tags["bench.trial_state"] == "COMPLETE")
+
+
+def test_run_tuned_uses_the_values_and_the_report_says_so(tuned_run):
+    assert tuned_run["run_code"] == 0
+    toy = load(tuned_run["tuned"]).cells[0].methods["_tune_toy"]
+    df = Tracker(tuned_run["results"]).results_frame("tune-e2e")
+    rows = df[df.method == "_tune_toy"]
+    assert len(rows) == 1
+    assert float(rows["hp.lr"].iloc[0]) == pytest.approx(toy.values["lr"])
+    assert int(rows["hp.steps"].iloc[0]) == toy.values["steps"]
+    n = report.note(rows.tuned.iloc[0])
+    assert n["values"] == toy.values and n["trials"] == 2 and n["seed"] == DEFAULT_SEED and n["overridden"] == {}
+    assert not report.is_tuned(df[df.method != "_tune_toy"]).any()  # retrain and original: untuned
+    assert report.header(df) == f"tuned: 2 trials per method, tuning seed {DEFAULT_SEED}"
+    lines = report.method_lines(df)
+    gap = rows["m.avg_gap"].iloc[0]
+    assert len(lines) == 2 and lines[1].startswith(f"- _tune_toy: Avg Gap tuned {gap:.2f} (1 seed) vs default not run")
+    assert f"seed {DEFAULT_SEED}, 2 trials" in lines[1]
+    invocation = Tracker(tuned_run["results"]).invocations("tune-e2e")[-1]["tags"]
+    assert invocation["bench.tuned.trials"] == "2" and invocation["bench.tuned.seed"] == str(DEFAULT_SEED)
+
+
+def test_explicit_matrix_values_win_over_tuned_ones_and_are_reported(tuned_run, tmp_path):
+    toy = load(tuned_run["tuned"]).cells[0].methods["_tune_toy"]
+    path = write(tmp_path, "tune-e2e", methods=["retrain", {"_tune_toy": {"steps": 3}}], tuned=str(tuned_run["tuned"]))
+    m = load_matrix(str(path))
+    warnings = validate(m, Path("."), check_data=False)
+    assert any("the matrix sets steps explicitly" in w for w in warnings)
+    spec = next(s for s in m.cells()[0].methods if s.name == "_tune_toy")
+    assert spec.kwargs == {"lr": toy.values["lr"], "steps": 3}
+    from bench.tuned import notes
+
+    (note,) = notes(m, load(tuned_run["tuned"])).values()
+    assert note["values"] == {"lr": toy.values["lr"]} and note["overridden"] == {"steps": toy.values["steps"]}
+    other = write(tmp_path, "other", datasets=["digits"], scenarios=["random:0.2"], tuned=str(tuned_run["tuned"]))
+    assert any("no tuning cell" in w for w in validate(load_matrix(str(other)), Path("."), check_data=False))
+
+
+def test_report_compares_default_and_tuned_rows_of_the_same_cells():
+    import json
+
+    import pandas as pd
+
+    assert report.header(pd.DataFrame()) == "defaults, untuned"
+    df = pd.DataFrame({"method": ["retrain", "finetune"], "seed": [0, 0], "tuned": ["", ""], "start_time": [1, 2]})
+    assert report.header(df) == "defaults, untuned" and report.method_lines(df) == []
+    n = json.dumps({"values": {"lr": 0.02}, "overridden": {"epochs": 3}, "trials": 8, "seed": 7, "best": 1.0,
+                    "default": 3.0, "failed": 2, "wall_s": 600.0,
+                    "objective": {"min": 1.0, "q25": 1.5, "median": 2.0, "q75": 2.5, "max": 9.0}})
+    rows = [("retrain", 0, "", 0.0, 1), ("finetune", 0, "", 4.0, 2), ("finetune", 1, "", 6.0, 3),
+            ("finetune", 0, n, 2.0, 4), ("finetune", 1, n, 3.0, 5), ("finetune", 1, n, 3.5, 6),  # a rerun: newest
+            ("ssd", 0, "", 5.0, 7)]
+    df = pd.DataFrame(rows, columns=["method", "seed", "tuned", "m.avg_gap", "start_time"]).assign(status="finished")
+    assert report.header(df) == "tuned: 8 trials per method, tuning seed 7; at defaults: ssd"
+    (_, line), = [report.method_lines(df)]
+    assert line == ("- finetune: Avg Gap tuned 2.75 (2 seeds) vs default 5.00 (2 seeds); values lr=0.02 (the matrix "
+                    "overrides tuned epochs=3). Tuning cell (seed 7, 8 trials, 2 failed): defaults 3.00, best 1.00; "
+                    "objective over trials min 1.00, IQR 1.50-2.50, max 9.00; tuning took 10.0 min")
+
+
+# --------------------------------------------------------------------------- tuned.yaml
+
+
+def sample(values: dict) -> Tuned:
+    m = MethodTuning(values=values, trials=4, complete=3, failed=1, best=1.5, default=2.0,
+                     objective={"min": 1.5, "q25": 1.6, "median": 1.8, "q75": 2.0, "max": 3.0}, wall_s=12.0,
+                     fixed={"pause": 0.0}, study="s")
+    return Tuned("x", DEFAULT_SEED, 4, "tpe",
+                 [CellTuning("digits", "simclr", "convnet-s", "random:0.1", DEFAULT_SEED, 3.0, {"_tune_toy": m})])
+
+
+def test_tuned_yaml_round_trips(tmp_path):
+    t = sample({"lr": 0.002, "steps": 2})
+    back = load(dump(t, tmp_path / "tuned.yaml"))
+    assert dataclasses.replace(back, source="") == t
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"_tune_toy": {"lr": 0.5, "steps": 2}}, "outside its search space"),
+    ({"_tune_toy": {"lr": 0.002, "steps": 9}}, "outside its search space"),
+    ({"_tune_toy": {"pause": 1.0}}, "'pause' is not in _tune_toy's search space"),
+    ({"_tune_toy": {"steps": 1.5}}, "outside its search space"),
+    ({"_tune_tpy": {"lr": 0.002}}, "unknown method '_tune_tpy'; did you mean '_tune_toy'?"),
+])
+def test_bad_tuned_yaml_exits_2_before_any_work(entry, expected, tmp_path, capsys):
+    (name, values), = entry.items()
+    t = sample({})
+    t.cells[0].methods = {name: dataclasses.replace(t.cells[0].methods["_tune_toy"], values=values)}
+    bad = dump(t, tmp_path / "tuned.yaml")
+    results = tmp_path / "results"
+    assert main(["run", "--matrix", str(write(tmp_path, "bad")), "--tuned", str(bad),
+                 "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+    assert not results.exists()  # nothing written
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "missing.yaml")
+
+
+# --------------------------------------------------------------------------- SIGKILL, then resume
+
+
+def trial_states(db: Path) -> list[str]:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return [s for (s,) in con.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return []
+
+
+def test_sigkill_mid_tune_then_resume_finishes_exactly_n(results_dir: Path, tmp_path: Path):
+    name, n = "tune-kill", 3
+    path = write(tmp_path, name, methods=["retrain", {"_tune_toy": {"pause": 1.0}}])
+    argv = ["tune", "--matrix", str(path), "--trials", str(n), "--results-dir", str(results_dir)]
+    code = "import sys, tests.test_tune; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
+    db = results_dir / name / "tune.db"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while trial_states(db).count("COMPLETE") + trial_states(db).count("FAIL") == 0:
+            assert proc.poll() is None and time.time() < deadline, "tune ended before its first trial finished"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    storage = f"sqlite:///{db.resolve()}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    before = {t.number: t for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials}
+    finished = {k: t for k, t in before.items() if t.state.is_finished()}
+    assert 0 < len(counted(list(before.values()))) < n  # killed mid-tune
+
+    assert main(argv) == 0
+    after = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    done = counted(after)
+    assert len(done) == n  # exactly the budget
+    by_number = {t.number: t for t in after}
+    for k, t in finished.items():  # finished before the kill: kept as they were, not run again
+        assert (by_number[k].state, by_number[k].params, by_number[k].values, by_number[k].datetime_complete) == (
+            t.state, t.params, t.values, t.datetime_complete)
+    for k, t in before.items():  # left running by the kill: closed, not counted
+        if t.state == TrialState.RUNNING:
+            assert by_number[k].state == TrialState.FAIL and FAILURE not in by_number[k].user_attrs
+    params = [tuple(sorted(t.params.items())) for t in done]
+    assert len(set(params)) == n  # no trial repeated
+    tracker = Tracker(results_dir)
+    exp = tracker.experiment_id(name, create=False)
+    logged = [int(r.data.tags["bench.trial"]) for r in
+              tracker.client.search_runs([exp], f"tags.`bench.kind` = '{TRIAL_KIND}'")]
+    assert sorted(logged) == sorted(t.number for t in done)  # each counted trial in MLflow exactly once
+    assert load(results_dir / name / "tuned.yaml").cells[0].methods["_tune_toy"].trials == n
