@@ -222,7 +222,30 @@ def describe(p: Plan, storage: Path | None = None) -> str:
             lines.append(f"    {s.spec.name}: {space}{fixed}{start}")
     for name, why in sorted(p.untuned.items()):
         lines.append(f"  {name}: not tuned ({why}); runs at its defaults")
-    return "\n".join(lines)
+    cost = estimate(p)
+    return "\n".join(lines + ([f"estimate: {cost}"] if cost else []))
+
+
+def estimate(p: Plan) -> str:
+    """The tune's time at the matrix's stated throughputs (bench/estimate.py): the tuning cells'
+    models and yardstick audits, then every trial (one unlearning and one audit, with ``epochs``
+    at the middle of its space where it is searched); empty without throughputs."""
+    from bench.estimate import count_work
+
+    train_s, infer_s = (float(p.matrix.estimate.get(k) or 0) for k in ("train_img_s", "infer_views_s"))
+    if not (train_s and infer_s):
+        return ""
+    base = dataclasses.replace(p.matrix, seeds=[p.seed], methods=[MethodSpec("retrain")], tuned="")
+    models = count_work(base).seconds(train_s, infer_s)
+    trials = 0.0
+    for s in p.studies:
+        space = s.space.get("epochs")
+        mid = {"epochs": round((space.low + space.high) / 2)} if space is not None and space.kind == "int" else {}
+        spec = MethodSpec(s.spec.name, tuple(sorted({**s.spec.kwargs, **mid}.items())))
+        one = count_work(dataclasses.replace(base, methods=[MethodSpec("retrain"), spec])).seconds(train_s, infer_s)
+        trials += p.trials * (one - models) / len(p.cells)
+    return (f"~{(models + trials) / 60:.0f} min ({models / 60:.0f} min of models, {trials / 60:.0f} min of trials) "
+            f"at {train_s:g} train img/s, {infer_s:g} audit views/s (the matrix's estimate)")
 
 
 # --------------------------------------------------------------------------- the objective

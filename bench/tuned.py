@@ -202,9 +202,12 @@ def check(matrix: Matrix) -> list[str]:
     for key in sorted({cell_key(c) for c in matrix.cells()} - covered):
         warnings.append(f"{tuned.source} has no tuning cell for {' '.join(key)}: its methods run at defaults")
     for (key, method), note in sorted(notes(matrix, tuned).items()):
+        where = f"{' '.join(key)} {method}"
         for name, value in note["overridden"].items():
-            warnings.append(f"{' '.join(key)} {method}: the matrix sets {name} explicitly; tuned {name}={value!r} "
-                            "is not used")
+            warnings.append(f"{where}: the matrix sets {name} explicitly; tuned {name}={value!r} is not used")
+        if note["fixed"] != note["tuned_with"]:
+            warnings.append(f"{where}: tuned with {note['tuned_with'] or 'nothing'} held fixed, but the matrix sets "
+                            f"{note['fixed'] or 'nothing'}: the tuned values were chosen for another setting")
     return warnings
 
 
@@ -229,7 +232,8 @@ def apply(cells: list[Cell], tuned: Tuned) -> list[Cell]:
 
 def notes(matrix: Matrix, tuned: Tuned) -> dict[tuple[Key, str], dict[str, Any]]:
     """(cell key, method) -> what tuning gave its rows: the values used, those the matrix
-    overrode, and the study's trial count, seed, best, default and spread (the row tag)."""
+    overrode, the matrix's other explicit values against those the study held fixed, and the
+    study's trial count, seed, best, default and spread (the row tag)."""
     out = {}
     for cell in {cell_key(c): c for c in matrix.cells()}.values():
         entry = tuned.lookup(cell)
@@ -241,6 +245,8 @@ def notes(matrix: Matrix, tuned: Tuned) -> dict[tuple[Key, str], dict[str, Any]]
             out[(cell_key(cell), spec.name)] = {
                 "values": {k: v for k, v in t.values.items() if k not in explicit},
                 "overridden": {k: v for k, v in t.values.items() if k in explicit},
+                "fixed": {k: v for k, v in explicit.items() if k not in t.values},  # the matrix's other values
+                "tuned_with": t.fixed,  # what the study held fixed
                 "trials": t.trials, "seed": entry.seed, "best": t.best, "default": t.default,
                 "objective": t.objective, "complete": t.complete, "failed": t.failed, "wall_s": t.wall_s,
                 "file": tuned.source,

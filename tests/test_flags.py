@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from bench.report.flags import auc_se, cell_flags, pct_diff_se
 from bench.report.details import flag_notes
+from bench.report.flags import auc_se, cell_flags, pct_diff_se
 
 SIZES = {"forget": 500, "retain": 2000, "test": 2000}
 RETRAIN = {"TA": 50.0, "FA": 50.5, "EMIA": 40.0, "EMIA_Dt": 41.0, "CMIA": 30.0, "CMIA_Dt": 31.0,

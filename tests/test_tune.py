@@ -148,6 +148,10 @@ def test_dry_run_lists_cells_seeds_and_budget(tmp_path, capsys):
     assert "_tune_toy: lr log-uniform [0.0001, 0.01], steps int uniform [1, 3]; fixed {'pause': 0.0}" in out
     assert "retrain: not tuned (no search space)" in out
     assert not (tmp_path / "dry").exists()  # nothing written
+    assert main(["tune", "--matrix", str(path), "--methods", "finetune", "--dry-run"]) == 2
+    assert "'finetune' is not a method of matrix dry" in capsys.readouterr().err
+    assert main(["tune", "--matrix", str(path), "--methods", "retrain", "--results-dir", str(tmp_path)]) == 2
+    assert "nothing to tune in dry: retrain: no search space" in capsys.readouterr().err
     assert main(["tune", "--matrix", "tune-cpu", "--trials", "8", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "cifar10" in out and f"seed={DEFAULT_SEED}" in out and "x 8 trials" in out
@@ -271,6 +275,7 @@ def test_explicit_matrix_values_win_over_tuned_ones_and_are_reported(tuned_run, 
     m = load_matrix(str(path))
     warnings = validate(m, Path("."), check_data=False)
     assert any("the matrix sets steps explicitly" in w for w in warnings)
+    assert any("tuned with {'pause': 0.0} held fixed, but the matrix sets nothing" in w for w in warnings)
     spec = next(s for s in m.cells()[0].methods if s.name == "_tune_toy")
     assert spec.kwargs == {"lr": toy.values["lr"], "steps": 3}
     from bench.tuned import notes

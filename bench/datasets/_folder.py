@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -54,6 +56,29 @@ def _decode(f: Path) -> torch.Tensor:
         ) from None
 
 
+def _decode_all(files: list[Path]) -> list[torch.Tensor]:
+    """Every file decoded. What the C decoders print on fd 2 meanwhile (libjpeg's "Corrupt
+    JPEG data: ..." warnings) is held back: passed on once all decoded, dropped when a file
+    cannot be decoded, whose one-line error then says everything."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to guard
+        return [_decode(f) for f in files]
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        os.dup2(held.fileno(), 2)
+        try:
+            imgs = [_decode(f) for f in files]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        noise = held.read().decode(errors="replace")
+    if noise:
+        sys.stderr.write(noise)
+    return imgs
+
+
 def read_split(
     split_dir: Path, size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -71,7 +96,7 @@ def read_split(
             return blob["x"], blob["y"], classes
         except Exception:  # corrupt cache: decode again
             cache.unlink(missing_ok=True)
-    imgs = [_decode(f) for f in files]
+    imgs = _decode_all(files)
     if size is None and len({tuple(i.shape) for i in imgs}) > 1:
         size = max(imgs[0].shape[1:])
     if size is not None:

@@ -91,7 +91,8 @@ def headline_table(t: Table, specs: Mapping[str, MetricSpec]) -> list[str]:
         fin = done(g)
         if fin.empty:
             label = "n/a" if (g.status == "skipped").all() else "failed"
-            lines.append(f"| {_label(m)} | 0 | {label}: {reason(g, 70)} | | | | | |")
+            why = reason(g, 200).removeprefix(f"{m} ")  # "ssd requires ...": the row names the method
+            lines.append(f"| {_label(m)} | 0 | {label}: {why[:70]} | | | | | |")
             continue
         failed = (g.status == "failed").sum()
         seeds = f"{fin.seed.nunique()}" + (f" ({failed} failed)" if failed else "")
@@ -150,19 +151,21 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
     tables = [t for t in an.tables.values() if t.cell in cells]
     testable = any(t.top is not None and t.top.testable for t in tables)
     n = len(tables)
+    head = ["place", "method", "mean rank"] + (["top group", "matches retrain", "worse than doing nothing"]
+                                               if testable else [])  # one seed: nothing to count
     lines = [f"### Ranking {i}: {len(r.cells)} cell{'s' * (len(r.cells) > 1)}, {len(r.methods)} rows", "",
              "Cells: " + "; ".join(_short_cell(c, an) for c in r.cells) + ".", "",
-             "| place | method | mean rank | top group | matches retrain | worse than doing nothing |",
-             "|---|---|---|---|---|---|"]
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pos = r.positions()
     for m in r.methods:
-        if m in (ORIGINAL, FLOOR) or not testable:
-            top = match = nothing = "–"
-        else:
-            top = f"{sum(t.top is not None and m in t.top.members for t in tables)}/{n}"
-            match = f"{sum(t.verdicts[m].matches for t in tables if m in t.verdicts)}/{n}"
-            nothing = f"{sum(t.verdicts[m].worse_than_nothing for t in tables if m in t.verdicts)}/{n}"
-        lines.append(f"| {pos[m]} | {_label(m)} | {r.mean_rank[m]:.2f} | {top} | {match} | {nothing} |")
+        counts = []
+        if testable and m in (ORIGINAL, FLOOR):
+            counts = ["–"] * 3
+        elif testable:
+            counts = [f"{sum(t.top is not None and m in t.top.members for t in tables)}/{n}",
+                      f"{sum(t.verdicts[m].matches for t in tables if m in t.verdicts)}/{n}",
+                      f"{sum(t.verdicts[m].worse_than_nothing for t in tables if m in t.verdicts)}/{n}"]
+        lines.append("| " + " | ".join([pos[m], _label(m), f"{r.mean_rank[m]:.2f}", *counts]) + " |")
     notes = []
     if r.friedman is not None and math.isfinite(r.friedman[1]):
         chi, p = r.friedman
@@ -174,7 +177,7 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
         notes.append(f"Nemenyi critical difference {r.cd:.2f} (α {ALPHA:g}): mean ranks closer than that "
                      "are not significantly different (joined by a bar in the diagram).")
     if not testable:
-        notes.append("1 seed: counts of verdicts need at least 2.")
+        notes.append("1 seed: no verdicts to count.")
     out = lines + [""] + ([" ".join(notes), ""] if notes else [])
     if paths.ranks(i) in files:
         out += [f"![rank diagram]({root}{paths.ranks(i)})", ""]
