@@ -1,7 +1,9 @@
 """Content-addressed checkpoint cache for the cell's reference models (original, retrain, references).
 
-Keyed by a hash of everything that determines the model, so a second run of a
-matrix trains nothing again (solo-learn's config-identity reuse). Safe under
+Keyed by a hash of everything that determines the model (bench/runner.py ``trained``: the
+recipe, the training indices, the seed, the encoder's code version and the data's content,
+``ImageData.fingerprint``, so data edited in place is never served a model of the old data),
+so a second run of a matrix trains nothing again (solo-learn's config-identity reuse). Safe under
 concurrency: one file lock per key makes the model computed once across workers,
 writes go to a temp file and are renamed into place, and a sha256 stored beside
 each checkpoint detects a corrupt or truncated file, which is logged and rebuilt.

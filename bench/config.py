@@ -161,7 +161,7 @@ class Matrix:
     estimate: dict[str, Any] = field(default_factory=dict)
     executors: dict[str, dict[str, Any]] = field(default_factory=dict)  # executor -> default options
     source: str = ""
-    tuned: str = ""  # a tuned.yaml (`run --tuned`, bench/tuned.py): its values under the explicit ones
+    tuned: str = ""  # a tuned.yaml (`run --tuned`): bench/tuned.py checks it and applies it to the cells
 
     def cells(self, data_root: str = "", fingerprints: dict[str, str] | None = None) -> list[Cell]:
         """Every cell; ``fingerprints`` (data set -> content hash, filled by the driver from the
@@ -195,10 +195,6 @@ class Matrix:
                                 compile=self.compile,
                             )
                         )
-        if self.tuned:
-            from bench import tuned
-
-            out = tuned.apply(out, tuned.load(self.tuned))
         return out
 
 
@@ -308,9 +304,8 @@ def _scalar(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], defaul
     value = raw.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        value = str(value)  # so `device: yes` is refused like any wrong type, not taken as 1
-    if not isinstance(value, kind):
+    wrong_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    if wrong_bool or not isinstance(value, kind):  # YAML's `yes` is a bool, and a bool an int: refused
         raise ConfigError(f"matrix key '{key}' must be {example}, got {value!r}")
     return value
 
@@ -499,8 +494,13 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
         raise ConfigError(f"precision '{matrix.precision}' unknown: use fp32 or bf16")
     if matrix.device != "auto" and not matrix.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"device '{matrix.device}' unknown: use auto, cpu or cuda[:N]")
-    if executor == "local":
-        _check_device(matrix.device)
+    if executor == "local":  # a dry run only lists the cells: there, a missing GPU is a warning
+        try:
+            _check_device(matrix.device)
+        except ConfigError as e:
+            if check_data:
+                raise
+            warnings.append(str(e))
     if not any(m.name == "retrain" for m in matrix.methods):
         raise ConfigError("every matrix must list 'retrain' among its methods: it is the reference")
     for ds in matrix.datasets:
@@ -523,8 +523,4 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
             shape = getattr(registry.datasets.get(parse_dataset(ds)[0]), "shape", None)
             if shape:
                 _check_classes(matrix, ds, int(shape[3]))
-    if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)
-        from bench import tuned
-
-        warnings += tuned.check(matrix)
     return warnings

@@ -22,6 +22,7 @@ from bench.config import ConfigError, Matrix, check_data_content, load_matrix, s
 from bench.data import default_data_root, load_dataset
 from bench.estimate import describe as describe_cost
 from bench.executors import failed_rows, get_executor
+from bench.report import tuning
 from bench.report.build import AuditorFigures, Report, build_report, write_report
 from bench.report.frame import CELL, latest
 from bench.report.publish import provenance_tags, publish
@@ -85,6 +86,8 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
         matrix.tuned = str(opts.tuned)
     warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download,
                         executor=opts.executor)
+    if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)
+        warnings += tuned.check(matrix)
     executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
     return matrix, warnings
 
@@ -97,8 +100,15 @@ def executor_for(opts: RunOptions, matrix: Matrix):
                                           **opts.executor_options})
 
 
+def cells_of(matrix: Matrix, root: Path, fingerprints: dict[str, str] | None = None) -> list:
+    """The matrix's cells with its tuned.yaml applied (explicit matrix values win; bench/tuned.py):
+    config stays free of tuning, so the two never import each other."""
+    cells = matrix.cells(str(root), fingerprints)
+    return tuned.apply(cells, tuned.load(matrix.tuned)) if matrix.tuned else cells
+
+
 def describe_cells(matrix: Matrix, root: Path) -> str:
-    cells = matrix.cells(str(root))
+    cells = cells_of(matrix, root)
     est = matrix.estimate
     lines = [f"matrix {matrix.name}: {len(cells)} cells x {len(matrix.methods)} methods "
              f"x {len(matrix.auditors)} auditors"]
@@ -140,7 +150,7 @@ def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     # the content of each data set (loaded by validation) joins every cell's identity: rows of
     # data edited since do not resume, and models trained on it are not reused (bench/runner.py)
     fingerprints = {ds: load_dataset(ds, opts.root).fingerprint for ds in matrix.datasets}
-    all_cells = matrix.cells(str(opts.root), fingerprints)
+    all_cells = cells_of(matrix, opts.root, fingerprints)
     cells = [c for c in all_cells if pending(c, done)]
     notes = tuned.notes(matrix, tuned.load(matrix.tuned)) if matrix.tuned else {}  # bench.tuned row tags
     parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv),
@@ -195,8 +205,9 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     tracker = Tracker(results_dir, tracking_uri)
     df = tracker.results_frame(matrix_name)
     folder = Path(results_dir) / matrix_name
-    # the tuning lines (bench/report/tuning.py) join here: header=[...] and cell_notes=<frame -> lines>
-    rep = build_report(df, metric_specs(), matrix_name, auditor_figures(tracker, df))
+    rep = build_report(df, metric_specs(), matrix_name, auditor_figures(tracker, df),
+                       header=[f"Hyperparameters: {tuning.header(df)}."] if len(df) else [],
+                       cell_notes=tuning.method_lines)
     out = write_report(rep, folder)
     log_report_run(tracker, matrix_name, rep)
     if benchmarks is not None:
@@ -220,10 +231,7 @@ def auditor_figures(tracker: Tracker, df) -> AuditorFigures:
     for key, sub in rows[rows.figures_run != ""].groupby([*CELL, "seed"]):
         cell, seed = tuple(key[:-1]), key[-1]
         row = sub.sort_values("start_time").iloc[-1]
-        found = []
-        if hasattr(tracker, "figure_paths"):
-            found = [(p.name if "figures" not in p.parts else "/".join(p.parts[p.parts.index("figures") + 1:]), p)
-                     for p in tracker.figure_paths(row.figures_run)]
+        found = [(_below_figures(p), p) for p in tracker.figure_paths(row.figures_run)]
         if not found:
             art = tracker.artifact_dir(row.figures_run)
             base = art / row.cell_slug if art is not None else None
@@ -232,6 +240,12 @@ def auditor_figures(tracker: Tracker, df) -> AuditorFigures:
         if found:
             out[(cell, int(seed))] = found
     return out
+
+
+def _below_figures(path: Path) -> str:
+    """A figure's name below its run's ``figures/`` folder (``r1/alignment_matrix.png``)."""
+    top = next((p for p in path.parents if p.name == "figures"), path.parent)
+    return path.relative_to(top).as_posix()
 
 
 def log_report_run(tracker: Tracker, matrix_name: str, rep: Report) -> None:
@@ -345,18 +359,26 @@ def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri
     from bench.tracking import default_uri
 
     uri = tracking_uri or default_uri(results_dir)
+    # one worker and no job runner (its huey consumers serve GenAI judges and trace rollups):
+    # 2 processes instead of 15 for one local reader of tables and plots
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(port)]
-    # MLflow 3 opens an experiment as a GenAI app unless the UI is in its "machine learning" mode
-    print(f"MLflow UI on http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning "
-          f"(store {uri}); Ctrl-C stops it", flush=True)
+           "--port", str(port), "--workers", "1"]
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
+    # MLflow 3.17 opens any experiment as a GenAI app (an empty Overview) unless the browser is in
+    # its "Model training" mode (the sidebar switch, remembered per browser, or this URL parameter):
+    # these links open each experiment's runs table
+    for exp in ui_experiments(results_dir, tracking_uri):
+        print(f"  {exp.name}: http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs"
+              "?workflowType=machine_learning")
+    sys.stdout.flush()
 
     def leave(signum: int, frame) -> None:
         raise SystemExit(128 + signum)
 
     handled = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
     previous = {s: signal.signal(s, leave) for s in handled}
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -365,6 +387,15 @@ def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri
         stop_group(proc)
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def ui_experiments(results_dir: Path, tracking_uri: str | None) -> list:
+    """The store's experiments, for the UI's links (none when the store cannot be read)."""
+    try:
+        exps = Tracker(results_dir, tracking_uri).client.search_experiments()
+    except Exception:  # the server reports a broken store better than a list could
+        return []
+    return sorted((e for e in exps if e.name != "Default"), key=lambda e: e.name)
 
 
 def stop_group(proc, grace_s: float = 10.0) -> None:

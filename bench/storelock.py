@@ -52,13 +52,19 @@ def describe(info: dict | None) -> str:
             f"{info.get('command')}")
 
 
+def invocation() -> str:
+    """This process's command line as the user typed it (``python -m bench run ...``)."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return " ".join(["python -m bench" if prog == "__main__.py" else prog, *sys.argv[1:]])
+
+
 class StoreLock:
     """``with StoreLock(results_dir):`` -- hold the folder for one driver, or raise
     :class:`StoreBusyError` at once."""
 
     def __init__(self, results_dir: Path, command: str | None = None):
         self.results_dir = Path(results_dir)
-        self.command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.command = command if command is not None else invocation()
         self._lock: FileLock | None = None
 
     def __enter__(self) -> StoreLock:

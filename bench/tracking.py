@@ -1,7 +1,11 @@
 """MLflow tracking: only the driver process writes here.
 
 One experiment per matrix, one parent run per invocation, one nested run per
-(cell, method[, request]) carrying params, metrics and tags. The tracking URI is
+(cell, method[, request]) carrying params, metrics, tags and its cell's figures
+(``figures/``), lasting its compute time. The experiment is tagged as a training
+experiment (MLflow 3's "Machine learning" kind); an invocation left RUNNING by a dead
+driver is marked KILLED by the next one (which holds the store: bench/storelock.py).
+The tracking URI is
 always explicit (default ``sqlite:///<results dir>/mlflow.db``: MLflow 3's file
 store is not used). A row run is written in full and only then marked
 ``bench.status`` + FINISHED, so resume never trusts a half-written run.

@@ -61,6 +61,7 @@ from bench.data import default_data_root, load_dataset
 from bench.hparams import Space, params, search_space
 from bench.runner import REFERENCE_SEED_STRIDE, CellRunner, MethodResult, row_hashes
 from bench.splits import make_split, parse_scenario
+from bench.storelock import StoreLock
 
 log = logging.getLogger("bench.tune")
 
@@ -143,10 +144,13 @@ def cell_seeds(cell: Cell) -> set[int]:
             | {cell.seed + 1 + r for r in range(k)})
 
 
-def tuning_cells(matrix: Matrix, seed: int, data_root: str = "") -> list[Cell]:
-    """One cell per (dataset, encoder, scenario) of ``matrix``, at the tuning seed, no methods."""
+def tuning_cells(matrix: Matrix, seed: int, data_root: str = "",
+                 fingerprints: dict[str, str] | None = None) -> list[Cell]:
+    """One cell per (dataset, encoder, scenario) of ``matrix``, at the tuning seed, no methods;
+    with ``fingerprints`` (data set -> content hash) their identity holds the data's content, as
+    the driver's cells do, so a data set edited mid-tune is refused rather than mixed."""
     out: dict[tuple, Cell] = {}
-    for c in matrix.cells(data_root):
+    for c in matrix.cells(data_root, fingerprints):
         out.setdefault(tuned.cell_key(c), dataclasses.replace(c, seed=seed, methods=()))
     return list(out.values())
 
@@ -182,7 +186,9 @@ def plan(opts: TuneOptions) -> Plan:
     for name in chosen:
         if name not in listed:
             raise ConfigError(f"--methods: '{name}' is not a method of matrix {matrix.name} ({', '.join(listed)})")
-    cells = tuning_cells(matrix, opts.seed, str(opts.root))
+    fingerprints = (None if opts.dry_run else
+                    {ds: load_dataset(ds, opts.root, download=opts.download).fingerprint for ds in matrix.datasets})
+    cells = tuning_cells(matrix, opts.seed, str(opts.root), fingerprints)
     check_seeds(matrix, cells)
     studies, untuned = [], {}
     for spec in (m for m in matrix.methods if m.name in chosen):
@@ -507,7 +513,8 @@ def tune(opts: TuneOptions) -> TuneSummary:
     except Timeout:
         raise ConfigError(f"another tune of {p.matrix.name} holds {folder / 'tune.lock'}: wait for it") from None
     try:
-        return _run(p, opts, folder / tuned.FILE, f"sqlite:///{db.resolve()}", t0)
+        with StoreLock(opts.results_dir):  # the MLflow store is shared with `run`: one driver at a time
+            return _run(p, opts, folder / tuned.FILE, f"sqlite:///{db.resolve()}", t0)
     finally:
         lock.release()
 

@@ -141,3 +141,15 @@ def test_noisy_privacy_metrics_leave_avg_gap():
     method = {"RA": 92.0, "TA": 48.0, "UA": 50.0, "EMIA": 44.0, "CMIA": 60.0, "cMIA-AUC": 0.6}
     assert avg_gap(method, retrain, specs) == pytest.approx((2 + 2 + 0 + 4 + 30 + 10) / 6)
     assert avg_gap(method, retrain, specs, {"cMIA-AUC", "CMIA"}) == pytest.approx((2 + 2 + 0 + 4) / 4)
+
+
+def test_headline_names_flags_without_their_numbers():
+    from bench.report.leaderboard import flag_name
+
+    assert flag_name("over-unlearning: retrain-level privacy (cMIA-AUC 0.5 vs retrain 0.5) only with TA 40") \
+        == "over-unlearning"
+    assert flag_name("attacks at chance on the original (their D_f columns measure noise): EMIA_fit 50.1") \
+        == "attacks at chance on the original"
+    assert flag_name("retrain: FA 44.0 vs TA 51.0 beyond noise (SE 2.0)") == "retrain FA vs TA beyond noise"
+    assert flag_name("retrain: cMIA-AUC 0.530 not within noise of 0.5 (SE 0.010)") \
+        == "retrain cMIA-AUC not within noise of 0.5"

@@ -173,3 +173,10 @@ def test_sequential_scenarios_get_a_table_per_request_and_one_details_page():
 
 def test_an_empty_store_says_so():
     assert "No finished results" in board(pd.DataFrame())
+
+
+def test_a_store_without_the_floor_row_says_so():
+    df = frame({"simclr": {"a": 1.0}}, seeds=2)
+    md = board(df[df.method != FLOOR])
+    assert headline_rows(md, CELL)["a"][2] == "no floor"
+    assert "No `retrain (seed')` row: no verdict" in md

@@ -59,7 +59,7 @@ def test_leaderboard_is_small_narrow_and_shows_both_yardsticks(store):
 
 
 def test_pictures_exist_and_every_relative_link_resolves(store, tmp_path):
-    path, results = store
+    _, results = store
     folder = results / NAME
     pages = [folder / "leaderboard.md", *sorted((folder / "cells").glob("*.md"))]
     assert len(pages) == 3
@@ -77,7 +77,7 @@ def test_pictures_exist_and_every_relative_link_resolves(store, tmp_path):
 
 
 def test_one_report_run_carries_the_files_and_counts_as_nothing_else(store):
-    path, results = store
+    _, results = store
     tracker = Tracker(results)
     exp = tracker.experiment_id(NAME, create=False)
     hashes = tracker.finished_hashes(exp)
@@ -105,3 +105,35 @@ def test_resume_adds_the_floor_row_to_a_store_without_it(store):
     again = tracker.results_frame(NAME)
     assert set(again[again.method != FLOOR].run_id) == others  # nothing else recomputed
     assert len(again[again.method == FLOOR]) == 2
+
+
+def test_auditor_figures_are_found_in_both_store_layouts(tmp_path):
+    """On the row run under figures/ (Tracker.figure_paths), or, in stores written before, on
+    the parent run under <cell_slug>/."""
+    import pandas as pd
+
+    from bench.driver import auditor_figures
+
+    new = tmp_path / "new" / "figures" / "r1"
+    new.mkdir(parents=True)
+    (new / "alignment_matrix.png").write_bytes(b"png")
+    old = tmp_path / "old" / "digits_simclr_s1"
+    old.mkdir(parents=True)
+    (old / "alignment_matrix.png").write_bytes(b"png")
+
+    class Store:  # the two Tracker calls auditor_figures makes
+        def figure_paths(self, run_id: str) -> list[Path]:
+            return sorted((tmp_path / run_id / "figures").glob("**/*.png")) if run_id == "new" else []
+
+        def artifact_dir(self, run_id: str) -> Path:
+            return tmp_path / run_id
+
+    cell = {"dataset": "digits", "encoder": "simclr", "backbone": "convnet-s", "scenario": "random:0.1",
+            "request": 0, "method": "finetune", "start_time": 1}
+    df = pd.DataFrame([{**cell, "seed": 0, "figures_run": "new", "cell_slug": "digits_simclr_s0"},
+                       {**cell, "seed": 1, "figures_run": "old", "cell_slug": "digits_simclr_s1"},
+                       {**cell, "seed": 2, "figures_run": "", "cell_slug": "digits_simclr_s2"}])
+    found = auditor_figures(Store(), df)
+    key = ("digits", "simclr", "convnet-s", "random:0.1")
+    assert {k: [n for n, _ in v] for k, v in found.items()} == {
+        (key, 0): ["r1/alignment_matrix.png"], (key, 1): ["alignment_matrix.png"]}

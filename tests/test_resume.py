@@ -9,21 +9,33 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from mlflow.entities import Metric, RunTag, ViewType
 
+from bench import Method, UnlearnContext, register_method
 from bench.cli import main
 from bench.config import load_matrix
 from bench.tracking import ROW_KIND, Tracker
 from tests.conftest import TINY
 
+
+@register_method("_test_raises", needs=("retain",))
+@dataclass
+class Raises(Method):
+    """Test-only: raises inside unlearn() (a bad hyperparameter no longer gets that far: validation
+    refuses it), so the runner must record the failure and go on."""
+
+    def unlearn(self, ctx: UnlearnContext) -> None:
+        raise ValueError("raised inside unlearn()")
+
+
 NAME = "resume-kill"
 MATRIX = {
     **TINY, "name": NAME, "seeds": [0, 1],
-    # finetune with an optimizer that does not exist raises inside unlearn()
-    "methods": ["retrain", {"finetune": {"epochs": 1, "optimizer": "nope"}}, {"gradient_ascent": {"epochs": 1}}],
+    "methods": ["retrain", "_test_raises", {"gradient_ascent": {"epochs": 1}}],
     "data": {"n_val": 100, "n_train": 200, "n_test": 100},
     "audit": {"views": 2, "max_members": 100, "references": 1},
 }
@@ -50,8 +62,9 @@ def test_sigkill_mid_matrix_then_resume(results_dir: Path, tmp_path: Path):
     path = tmp_path / f"{NAME}.yaml"
     path.write_text(yaml.safe_dump(MATRIX))
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(path),
-                             "--results-dir", str(results_dir)], env=env,
+    driver = "import sys, tests.test_resume; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", driver, "run", "--matrix", str(path),  # _test_raises known
+                             "--results-dir", str(results_dir)], env=env, cwd=Path(__file__).parents[1],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600
@@ -77,7 +90,7 @@ def test_sigkill_mid_matrix_then_resume(results_dir: Path, tmp_path: Path):
         rid = tracker.client.create_run(exp_id, tags={"bench.kind": ROW_KIND, "bench.config_hash": h}).info.run_id
         tracker.client.log_batch(rid, metrics=[Metric("TA", 1.0, 0, 0)], tags=[RunTag(k, v) for k, v in tags.items()])
 
-    assert main(["run", "--matrix", str(path), "--results-dir", str(results_dir)]) == 1  # finetune raised
+    assert main(["run", "--matrix", str(path), "--results-dir", str(results_dir)]) == 1  # _test_raises raised
     final = rows(tracker, exp_id)
     hashes = [r.data.tags["bench.config_hash"] for r in final]
     assert len(final) == 10 and len(set(hashes)) == 10  # every (cell, method) exactly once, the floor too
@@ -88,6 +101,7 @@ def test_sigkill_mid_matrix_then_resume(results_dir: Path, tmp_path: Path):
     for r in final:
         by_method.setdefault(r.data.tags["bench.method"], []).append(r.data.tags["bench.status"])
     assert by_method == {"original": ["reference"] * 2, "retrain (seed')": ["reference"] * 2,
-                         "retrain": ["finished"] * 2, "gradient_ascent": ["finished"] * 2, "finetune": ["failed"] * 2}
-    reasons = {r.data.tags["bench.reason"] for r in final if r.data.tags["bench.method"] == "finetune"}
-    assert reasons == {"ValueError: unknown optimizer 'nope': use sgd, adam or adamw"}
+                         "retrain": ["finished"] * 2, "gradient_ascent": ["finished"] * 2,
+                         "_test_raises": ["failed"] * 2}
+    reasons = {r.data.tags["bench.reason"] for r in final if r.data.tags["bench.method"] == "_test_raises"}
+    assert reasons == {"ValueError: raised inside unlearn()"}

@@ -24,12 +24,14 @@ from bench.cache import ModelCache
 from bench.cli import main
 from bench.config import ConfigError, MethodSpec, load_matrix, validate
 from bench.context import UnlearnContext as Ctx
+from bench.driver import cells_of
 from bench.hparams import search_space
 from bench.report import tuning as report
 from bench.runner import REFERENCE_SEED_STRIDE, CellRunner, MethodResult
 from bench.tracking import Tracker
 from bench.tune import DEFAULT_SEED, FAILURE, TRIAL_KIND, Study, cell_seeds, counted, objective, optimise, tuning_cells
 from bench.tuned import CellTuning, MethodTuning, Tuned, dump, load
+from bench.tuned import check as check_tuned
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,17 +275,17 @@ def test_explicit_matrix_values_win_over_tuned_ones_and_are_reported(tuned_run, 
     toy = load(tuned_run["tuned"]).cells[0].methods["_tune_toy"]
     path = write(tmp_path, "tune-e2e", methods=["retrain", {"_tune_toy": {"steps": 3}}], tuned=str(tuned_run["tuned"]))
     m = load_matrix(str(path))
-    warnings = validate(m, Path("."), check_data=False)
+    warnings = validate(m, Path("."), check_data=False) + check_tuned(m)  # as driver.prepare
     assert any("the matrix sets steps explicitly" in w for w in warnings)
     assert any("tuned with {'pause': 0.0} held fixed, but the matrix sets nothing" in w for w in warnings)
-    spec = next(s for s in m.cells()[0].methods if s.name == "_tune_toy")
+    spec = next(s for s in cells_of(m, Path("."))[0].methods if s.name == "_tune_toy")
     assert spec.kwargs == {"lr": toy.values["lr"], "steps": 3}
     from bench.tuned import notes
 
     (note,) = notes(m, load(tuned_run["tuned"])).values()
     assert note["values"] == {"lr": toy.values["lr"]} and note["overridden"] == {"steps": toy.values["steps"]}
     other = write(tmp_path, "other", datasets=["digits"], scenarios=["random:0.2"], tuned=str(tuned_run["tuned"]))
-    assert any("no tuning cell" in w for w in validate(load_matrix(str(other)), Path("."), check_data=False))
+    assert any("no tuning cell" in w for w in check_tuned(load_matrix(str(other))))
 
 
 def test_report_compares_default_and_tuned_rows_of_the_same_cells():

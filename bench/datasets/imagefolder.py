@@ -2,7 +2,9 @@
 
 Classes are the sorted names of the ``train`` sub-folders (test labels are mapped
 onto them); images are decoded once as RGB uint8 and cached beside the split
-folder. Images of different sizes are resized to a common square size. A relative
+folder, keyed by every file's path (class folder included), size and mtime, so an
+edited, replaced or moved image is decoded anew; a file that cannot be decoded is
+named in a one-line error, at validation. Images of different sizes are resized to a common square size. A relative
 ``<path>`` is looked up under the data root first, then under the working directory.
 """
 

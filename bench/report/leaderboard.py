@@ -15,33 +15,32 @@ Links are relative; ``root`` is the path from the page's location to ``results/<
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from bench.metrics import MetricSpec
 from bench.report import paths
 from bench.report.analysis import Analysis, Table
 from bench.report.details import reason
 from bench.report.frame import done, heading
 from bench.report.ranking import RankTable
-from bench.report.roles import FLOOR, ORIGINAL, RETRAIN
+from bench.report.roles import FLOOR, ORIGINAL, RETRAIN, YARDSTICKS
 from bench.report.stats import fmt_stats, seed_stats
 from bench.report.verdict import ALPHA
 
 LEGEND = (
-    "How to read it: each method's **verdict** compares its Avg Gap to retrain with that of "
-    f"`{FLOOR}`, the reference retrain (another seed, never saw D_f) audited like a method: "
-    "what exact unlearning itself scores. Paired by seed: *worse than retrain* (one-sided paired "
-    f"t-test, α {ALPHA:g}), *matches retrain* (equivalence by TOST within ± the floor's mean "
-    "Avg Gap, the stated margin), otherwise *undecided* (with the seeds a difference of that size "
-    "would need); *worse than doing nothing*: significantly above the original's Avg Gap; one seed "
-    "allows no test. Avg Gap: mean ± std [95 % t-interval] over seeds, **bold** the top group "
-    "(every method not significantly worse than the lowest mean; paired, Holm-corrected). "
-    "TA − retrain: the utility gap (TA_rest when a class is forgotten); the forgetting column's "
-    "ideal is retrain's value; cost: unlearning time as % of retrain's training. Every metric, "
-    "the tests, per-seed values, sanity facts and flags are on each cell's details page; the "
-    "tests and their assumptions in BENCHMARKS.md, section Statistics."
+    "Each **verdict** compares a method's Avg Gap to retrain with that of "
+    f"`{FLOOR}`, the reference retrain (another seed) audited like a method: what exact "
+    "unlearning itself scores. Paired by seed: *worse than retrain* (one-sided paired t-test, "
+    f"α {ALPHA:g}), *matches retrain* (TOST within ± the floor's mean Avg Gap), else *undecided* "
+    "(with the seeds a difference of that size would need); *worse than doing nothing*: "
+    "significantly above the original's Avg Gap; one seed allows no test. Avg Gap: mean ± std "
+    "[95 % t-interval] over seeds, **bold** the top group (not significantly worse than the "
+    "lowest mean; paired, Holm). TA − retrain: utility gap (TA_rest when a class is forgotten); "
+    "≈R: the ideal is retrain's value; cost: unlearning time as % of retrain's training. Each "
+    "cell's details page has every metric, the tests, per-seed values, sanity facts and flags; "
+    "BENCHMARKS.md (Statistics) states the tests and their assumptions."
 )
 
 
@@ -53,13 +52,23 @@ def _cost(t: Table, m: str) -> str:
     return f"{pct:.0f} %" if pct >= 10 else f"{pct:.1f} %"
 
 
+def flag_name(text: str) -> str:
+    """A flag without its numbers: the text before its colon ("over-unlearning"), or, for a
+    yardstick's fact ("retrain: FA 44.0 vs TA 51.0 beyond noise (SE 2.0)"), the fact itself."""
+    head, _, rest = text.partition(":")
+    if head in YARDSTICKS:
+        rest = re.sub(r"\s*\([^)]*\)|(?<!of)\s[-+]?\d+(\.\d+)?(?=\s|$)", "", rest)  # keep "of 0.5"
+        return f"{head}{rest}".strip()
+    return re.sub(r"\s*\([^)]*\)", "", head).strip()
+
+
 def _flags(t: Table, m: str) -> str:
-    """Each flag's name (the text before its colon) and on how many seeds it was raised."""
+    """Each flag's name and on how many seeds it was raised."""
     counts: dict[str, int] = {}
     for text in t.rows.loc[t.rows.method == m, "flags"] if "flags" in t.rows else []:
         for f in (text.split("\n") if isinstance(text, str) else []):
             if f:
-                name = f.split(":", 1)[0]
+                name = flag_name(f)
                 counts[name] = counts.get(name, 0) + 1
     n = t.rows.loc[t.rows.method == m, "seed"].nunique()
     return ", ".join(k + (f" ({c}/{n} seeds)" if n > 1 else "") for k, c in counts.items()) or ""
@@ -78,7 +87,7 @@ def _verdict(t: Table, m: str) -> str:
     return v.label if v else "–"
 
 
-def headline_table(t: Table, specs: Mapping[str, MetricSpec]) -> list[str]:
+def headline_table(t: Table) -> list[str]:
     util = t.utility or "TA"
     forget = t.forgetting
     fdig = 3 if forget and "AUC" in forget else 2
@@ -108,13 +117,9 @@ def headline_table(t: Table, specs: Mapping[str, MetricSpec]) -> list[str]:
 
 
 def _cell_flags(t: Table) -> list[str]:
-    names: dict[str, set[int]] = {}
-    if "cell_flags" in t.rows:
-        for seed, text in zip(t.rows.seed, t.rows.cell_flags):
-            for f in (text.split("\n") if isinstance(text, str) else []):
-                if f:
-                    names.setdefault(f.split(":", 1)[0], set()).add(int(seed))
-    return sorted(names)
+    """The names of the cell's flags on any seed (their texts are on the details page)."""
+    texts = t.rows.cell_flags if "cell_flags" in t.rows else []
+    return sorted({flag_name(f) for text in texts if isinstance(text, str) for f in text.split("\n") if f})
 
 
 def table_notes(t: Table) -> list[str]:
@@ -188,11 +193,11 @@ def overall(an: Analysis, root: str, files: Collection[str]) -> list[str]:
     if not an.rankings:
         return []
     out = ["## Ranking across cells", "",
-           "Within each cell, rows are ranked by mean Avg Gap (1 = closest to retrain; equal values share "
-           "the average rank: a tie is a tie). Each table covers exactly the cells it names, with every "
-           "method that ran on all of them: raw Avg Gaps are never averaged across different cells. "
-           "The counts say in how many of its tables (cell x request) a method is in the top group, "
-           "matches retrain, or is worse than doing nothing.", ""]
+           "Rows are ranked by mean Avg Gap within each cell (1 = closest to retrain; equal values share "
+           "the average rank), and the ranks averaged. Each table covers exactly the cells it names, with "
+           "every method that ran on all of them; raw Avg Gaps are never averaged across cells. Counts: "
+           "in how many of its tables (cell x request) a method is in the top group, matches retrain, or "
+           "is worse than doing nothing.", ""]
     for i, r in enumerate(an.rankings, 1):
         out += ranking_table(i, r, an, root, files)
     return out
@@ -213,6 +218,6 @@ def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "
         links = [f"[{name}]({root}{p})" for name, p in (("details", paths.details(t.cell)),
                                                           ("trade-off plot", paths.tradeoff(key))) if p in files]
         out += [f"## {heading(key, t.rows)}", ""] + ([" · ".join(links), ""] if links else [])
-        out += headline_table(t, an.specs) + [""]
+        out += headline_table(t) + [""]
         out += table_notes(t) + [""]
     return "\n".join(out)

@@ -40,7 +40,7 @@ def _figure(width: float, height: float):
 
 def _png(plt, fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.1)  # long labels stay whole
     plt.close(fig)
     return buf.getvalue()
 
@@ -116,9 +116,17 @@ def _cd_png(table: RankTable, title: str) -> bytes:
 
     plt, fig = _figure(8.0, 1.2 + 0.22 * len(table.methods))
     ax = fig.add_subplot(111)
-    sp.critical_difference_diagram(table.mean_rank, table.nemenyi, cd=table.cd, ax=ax,
+    sp.critical_difference_diagram(table.mean_rank, table.nemenyi, ax=ax,
                                    label_fmt_left="{label} ({rank:.2f})",
                                    label_fmt_right="({rank:.2f}) {label}",
                                    label_props={"fontsize": 8})
-    ax.set_title(title, fontsize=9, pad=22)
+    k = len(table.methods)
+    ax.set_xlim(0.8, k + 0.2)
+    ax.set_xticks(range(1, k + 1))
+    low, _ = ax.get_ylim()
+    ax.set_ylim(low, 2.6)  # room above the rank axis's tick labels for the CD bar
+    ax.plot([1, 1 + table.cd], [1.7, 1.7], color="k", lw=2)
+    ax.text(1 + table.cd / 2, 2.0, f"Nemenyi CD = {table.cd:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_title(title + "\n(mean rank, 1 = closest to retrain; a bar joins rows not significantly "
+                 "different)", fontsize=9)
     return _png(plt, fig)
