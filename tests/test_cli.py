@@ -51,12 +51,14 @@ def e2e(results_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("m") / "e2e.yaml"
     methods = [*TINY["methods"], "_test_explodes"]
     path.write_text(yaml.safe_dump({**TINY, "name": "e2e", "methods": methods}))
-    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results_dir)])
-    return path, results_dir, code, lines
+    cache = tmp_path_factory.mktemp("e2e-cache")  # its own: other tests train the same digits models
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results_dir),
+                              "--cache-dir", str(cache)])
+    return path, results_dir, code, lines, cache
 
 
 def test_run_writes_leaderboard_and_mlflow_rows(e2e):
-    path, results, code, lines = e2e
+    path, results, code, lines, _ = e2e
     assert code == 1  # the exploding method failed; everything else finished
     board = (results / "e2e" / "leaderboard.md").read_text()
     header = next(line for line in board.splitlines() if line.startswith("| method"))
@@ -80,20 +82,21 @@ def test_run_writes_leaderboard_and_mlflow_rows(e2e):
 
 
 def test_second_run_resumes_and_fresh_run_hits_the_cache(e2e):
-    path, results, _, first_lines = e2e
+    path, results, _, first_lines, cache = e2e
     assert any(line.startswith("trained original") for line in first_lines)
-    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results)])
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results), "--cache-dir", str(cache)])
     assert code == 1  # only the failed method reran (and failed again)
     df = Tracker(results).results_frame("e2e")
     assert df[df.status == "finished"].method.value_counts().max() == 1  # nothing logged twice
-    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results), "--fresh"])
+    code, lines = run_logged(["run", "--matrix", str(path), "--results-dir", str(results), "--cache-dir", str(cache),
+                              "--fresh"])
     assert any("cache hit: original" in line for line in lines)
     assert any("cache hit: retrain" in line for line in lines)
     assert not any(line.startswith("trained ") for line in lines)
 
 
 def test_report_rebuilds_leaderboard_from_mlflow(e2e):
-    _, results, _, _ = e2e
+    _, results, _, _, _ = e2e
     board = results / "e2e" / "leaderboard.md"
     before = board.read_text()
     board.unlink()
@@ -166,7 +169,7 @@ def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
     from bench.backfill import backfill
     from bench.report.sanity import BACKFILLED_TAG, SIZES_TAG
 
-    path, results, _, _ = e2e
+    path, results, _, _, cache = e2e
     tracker = Tracker(results)
     df = tracker.results_frame("e2e")
     sizes = {json.dumps(json.loads(s), sort_keys=True) for s in df.sizes}
@@ -175,7 +178,7 @@ def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
     assert recorded["forget"] > 0 and recorded["test"] > 0 and recorded["retain"] <= 300  # max_members
     run = df[df.method == "retrain"].iloc[0].run_id
     tracker.client.delete_tag(run, SIZES_TAG)  # as a row written before sizes were stored
-    assert backfill(str(path), results, None, None) == 1
+    assert backfill(str(path), results, None, cache) == 1
     row = tracker.client.get_run(run).data.tags
     assert json.loads(row[SIZES_TAG]) == recorded and row[BACKFILLED_TAG] == "1"
     assert main(["report", "--matrix", "e2e", "--results-dir", str(results)]) == 0

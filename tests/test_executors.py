@@ -90,10 +90,10 @@ def test_ray_matches_local_through_the_driver(reference, cache, local_ray, resul
     path.write_text(yaml.safe_dump({**TWO, "name": "two-ray"}))
     summary = run_matrix(RunOptions(matrix=str(path), results_dir=results_dir, cache_dir=tmp_path / "c",
                                     executor="ray"))
-    assert summary.exit_code == 0 and summary.finished == 8
+    assert summary.exit_code == 0 and summary.finished == 10  # 2 seeds x (original, floor, 3 methods)
     assert checkpoints(tmp_path / "c") == checkpoints(cache) and len(checkpoints(cache)) == 6
     df = Tracker(results_dir).results_frame("two-ray")
-    assert len(df) == 8
+    assert len(df) == 10
     for _, row in df.iterrows():
         got = {k[2:]: v for k, v in row.items() if k.startswith("m.") and k[2:] not in TIMING and v == v}
         assert got == reference[(row.seed, row.method)], (row.seed, row.method)
@@ -153,8 +153,8 @@ def test_dead_cell_is_logged_failed_and_exit_code_is_1(results_dir, tmp_path, mo
 
 def test_failed_rows_carry_the_runners_hashes(cells):
     rows = failed_rows(cells[0], "boom", frozenset())
-    original = set(row_hashes(cells[0])) - {r.config_hash for r in rows}
-    assert len(rows) == 3 and len(original) == 1  # every method's hash; only the reference row left
+    yardsticks = set(row_hashes(cells[0])) - {r.config_hash for r in rows}
+    assert len(rows) == 3 and len(yardsticks) == 2  # every method's hash; only the original's and the floor's left
     assert failed_rows(cells[0], "boom", frozenset({rows[0].config_hash}))[0].method == rows[1].method
 
 

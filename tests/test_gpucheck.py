@@ -133,6 +133,7 @@ def test_main_writes_json_after_each_part_and_a_failed_part_loses_no_other(tmp_p
         raise RuntimeError("no C compiler")
 
     monkeypatch.setattr(gpucheck, "count_syncs", boom)
+    already = {m for m in ("mlflow", "open_clip", "optuna", "scikit_posthocs") if m in sys.modules}  # other tests
     out = tmp_path / "g.json"
     assert gpucheck.main(["--device", "cpu", "--tiny", "--parts", "syncs", "estimate", "--out", str(out)]) == 1
     report = json.loads(out.read_text())
@@ -143,7 +144,7 @@ def test_main_writes_json_after_each_part_and_a_failed_part_loses_no_other(tmp_p
     simclr = report["estimate"]["simclr"]
     assert simclr["train_img_s"] > 0 and set(simclr["hours"]) == {"muc", "full"}
     assert simclr["train_gflop_per_img"] == pytest.approx(6.66 / 4, rel=0.01)  # 16 px: a quarter of 32 px
-    assert not any(report["imported"].values())
+    assert {m for m, loaded in report["imported"].items() if loaded} <= already  # the check itself imports none
 
 
 # --------------------------------------------------------------------------- the compile switch
