@@ -33,8 +33,25 @@ from bench.tracking import Tracker
 log = logging.getLogger("bench")
 
 
+class Folders:
+    """Where a command's data and model cache live: ``data_root`` (else $BENCH_DATA) and
+    ``cache_dir`` (else ``<results_dir>/cache``); shared by ``run`` and ``tune`` options."""
+
+    results_dir: Path
+    data_root: Path | None
+    cache_dir: Path | None
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_root) if self.data_root else default_data_root()
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path(self.results_dir) / "cache"
+
+
 @dataclass
-class RunOptions:
+class RunOptions(Folders):
     matrix: str
     results_dir: Path = Path("results")
     data_root: Path | None = None
@@ -49,14 +66,6 @@ class RunOptions:
     download: bool = False  # let torchvision download missing data sets (needs internet)
     compile: bool = False  # torch.compile the backbones (overrides the matrix's compile: false)
     tuned: Path | None = None  # a tuned.yaml (bench/tuned.py); overrides the matrix's tuned: key
-
-    @property
-    def root(self) -> Path:
-        return Path(self.data_root) if self.data_root else default_data_root()
-
-    @property
-    def cache(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(self.results_dir) / "cache"
 
 
 @dataclass

@@ -57,7 +57,8 @@ import numpy as np
 
 from bench import registry, tuned
 from bench.config import Cell, ConfigError, Matrix, MethodSpec, load_matrix, stable_hash, validate
-from bench.data import default_data_root, load_dataset
+from bench.data import load_dataset
+from bench.driver import Folders
 from bench.hparams import Space, params, search_space
 from bench.runner import REFERENCE_SEED_STRIDE, CellRunner, MethodResult, row_hashes
 from bench.splits import make_split, parse_scenario
@@ -73,7 +74,7 @@ OVER_UNLEARNING = "over-unlearning"
 
 
 @dataclass
-class TuneOptions:
+class TuneOptions(Folders):
     matrix: str
     trials: int = DEFAULT_TRIALS
     methods: list[str] | None = None
@@ -86,14 +87,6 @@ class TuneOptions:
     precision: str | None = None
     dry_run: bool = False
     download: bool = False
-
-    @property
-    def root(self) -> Path:
-        return Path(self.data_root) if self.data_root else default_data_root()
-
-    @property
-    def cache(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(self.results_dir) / "cache"
 
 
 @dataclass
