@@ -19,6 +19,7 @@ import re
 from collections.abc import Collection, Sequence
 
 import numpy as np
+import pandas as pd
 
 from bench.report import paths
 from bench.report.analysis import Analysis, Table
@@ -30,17 +31,15 @@ from bench.report.stats import fmt_stats, seed_stats
 from bench.report.verdict import ALPHA
 
 LEGEND = (
-    "Each **verdict** compares a method's Avg Gap to retrain with that of "
-    f"`{FLOOR}`, the reference retrain (another seed) audited like a method: what exact "
-    "unlearning itself scores. Paired by seed: *worse than retrain* (one-sided paired t-test, "
-    f"α {ALPHA:g}), *matches retrain* (TOST within ± the floor's mean Avg Gap), else *undecided* "
-    "(with the seeds a difference of that size would need); *worse than doing nothing*: "
-    "significantly above the original's Avg Gap; one seed allows no test. Avg Gap: mean ± std "
-    "[95 % t-interval] over seeds, **bold** the top group (not significantly worse than the "
-    "lowest mean; paired, Holm). TA − retrain: utility gap (TA_rest when a class is forgotten); "
-    "≈R: the ideal is retrain's value; cost: unlearning time as % of retrain's training. Each "
-    "cell's details page has every metric, the tests, per-seed values, sanity facts and flags; "
-    "BENCHMARKS.md (Statistics) states the tests and their assumptions."
+    "Each **verdict** pairs, seed by seed, a method's Avg Gap to retrain with that of "
+    f"`{FLOOR}` (the reference retrain, another seed, audited like a method: what exact unlearning "
+    f"scores). *worse than retrain*: one-sided paired t-test, α {ALPHA:g}; *matches retrain*: TOST "
+    "within ± the floor's mean Avg Gap; else *undecided* (with the seeds needed); *worse than doing "
+    "nothing*: above the original's Avg Gap. Avg Gap: mean ± std [95 % t-interval], **bold** the top "
+    "group (not significantly worse than the lowest mean; paired, Holm). TA − retrain: utility gap "
+    "(TA_rest when a class is forgotten); ≈R: ideal is retrain's; cost: unlearning time as % of "
+    "retrain's training. Details pages: every metric, the tests, per-seed values, sanity facts, "
+    "flags; BENCHMARKS.md (Statistics): the tests' assumptions."
 )
 
 
@@ -99,9 +98,10 @@ def headline_table(t: Table) -> list[str]:
         g = t.rows[t.rows.method == m]
         fin = done(g)
         if fin.empty:
-            label = "n/a" if (g.status == "skipped").all() else "failed"
-            why = reason(g, 200).removeprefix(f"{m} ")  # "ssd requires ...": the row names the method
-            lines.append(f"| {_label(m)} | 0 | {label}: {why[:70]} | | | | | |")
+            if not_applicable(g):
+                continue  # named under the table (table_notes): a row of blanks says nothing
+            why = reason(g, 200).removeprefix(f"{m} ")
+            lines.append(f"| {_label(m)} | 0 | failed: {why[:70]} | | | | | |")
             continue
         failed = (g.status == "failed").sum()
         seeds = f"{fin.seed.nunique()}" + (f" ({failed} failed)" if failed else "")
@@ -133,10 +133,13 @@ def table_notes(t: Table) -> list[str]:
     if t.top is not None and t.top.testable:
         notes.append(f"Top group: {', '.join(sorted(t.top.members))}.")
     elif t.top is not None:
-        notes.append("1 seed: no test, no top group.")
+        notes.append("1 seed: no test.")
     flags = _cell_flags(t)
     if flags:
         notes.append("Cell flags: " + "; ".join(flags) + ".")
+    skipped = [m for m in t.order if not_applicable(t.rows[t.rows.method == m])]
+    if skipped:
+        notes.append(f"n/a here (see details): {', '.join(skipped)}.")
     out = [" ".join(notes)]
     for m in t.order:
         v = t.verdicts.get(m)
@@ -146,9 +149,17 @@ def table_notes(t: Table) -> list[str]:
     return out
 
 
-def _short_cell(cell: tuple, an: Analysis) -> str:
-    t = next(t for t in an.tables.values() if t.cell == cell)
-    return heading(cell, t.rows)
+def not_applicable(g: pd.DataFrame) -> bool:
+    """Every row of the method was skipped: it does not apply to the encoder."""
+    return bool(len(g)) and bool((g.status == "skipped").all())
+
+
+def _cells_line(cells: Sequence[tuple], an: Analysis) -> str:
+    """``Cells: ...``, the parts every cell shares (data set, scenario) said once."""
+    names = [heading(c, next(t for t in an.tables.values() if t.cell == c).rows).split(" · ") for c in cells]
+    shared = [part for part in names[0] if all(part in n for n in names)] if len(names) > 1 else []
+    rest = [" · ".join(p for p in n if p not in shared) for n in names]
+    return "Cells" + (f" ({', '.join(shared)})" if shared else "") + ": " + "; ".join(rest) + "."
 
 
 def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collection[str]) -> list[str]:
@@ -159,7 +170,7 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
     head = ["place", "method", "mean rank"] + (["top group", "matches retrain", "worse than doing nothing"]
                                                if testable else [])  # one seed: nothing to count
     lines = [f"### Ranking {i}: {len(r.cells)} cell{'s' * (len(r.cells) > 1)}, {len(r.methods)} rows", "",
-             "Cells: " + "; ".join(_short_cell(c, an) for c in r.cells) + ".", "",
+             _cells_line(r.cells, an), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pos = r.positions()
     for m in r.methods:
@@ -179,8 +190,7 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
     elif len(r.cells) < 2:
         notes.append("One cell: ranks within it, no test across cells.")
     if r.cd is not None:
-        notes.append(f"Nemenyi critical difference {r.cd:.2f} (α {ALPHA:g}): mean ranks closer than that "
-                     "are not significantly different (joined by a bar in the diagram).")
+        notes.append(f"Nemenyi critical difference {r.cd:.2f} (α {ALPHA:g}).")
     if not testable:
         notes.append("1 seed: no verdicts to count.")
     out = lines + [""] + ([" ".join(notes), ""] if notes else [])
@@ -197,7 +207,8 @@ def overall(an: Analysis, root: str, files: Collection[str]) -> list[str]:
            "the average rank), and the ranks averaged. Each table covers exactly the cells it names, with "
            "every method that ran on all of them; raw Avg Gaps are never averaged across cells. Counts: "
            "in how many of its tables (cell x request) a method is in the top group, matches retrain, or "
-           "is worse than doing nothing.", ""]
+           "is worse than doing nothing. Mean ranks closer than a table's Nemenyi critical difference "
+           "are not significantly different (joined by a bar in its diagram).", ""]
     for i, r in enumerate(an.rankings, 1):
         out += ranking_table(i, r, an, root, files)
     return out
