@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -276,28 +277,27 @@ def _nonempty_list(raw: dict[str, Any], key: str, matrix: str) -> list[Any]:
     raise ConfigError(f"matrix '{matrix}': '{key}' must be a list, e.g. {key}: [{EXAMPLES[key]}]; got {value!r}")
 
 
-def _names(raw: dict[str, Any], key: str, matrix: str) -> list[str]:
-    out = []
+def _distinct(raw: dict[str, Any], key: str, matrix: str, ok: Callable[[Any], bool], must: str,
+              item: Callable[[Any], str]) -> list[Any]:
+    """The non-empty ``key`` list, every entry passing ``ok`` (else: "<must>") and none twice."""
+    out: list[Any] = []
     for v in _nonempty_list(raw, key, matrix):
-        if not isinstance(v, str):
-            raise ConfigError(f"matrix '{matrix}': '{key}' entries are names, e.g. {key}: [{EXAMPLES[key]}]; "
-                              f"got {v!r}")
+        if not ok(v):
+            raise ConfigError(f"matrix '{matrix}': {must}, e.g. {key}: [{EXAMPLES[key]}]; got {v!r}")
         if v in out:
-            raise ConfigError(f"matrix '{matrix}': '{v}' is listed twice in '{key}'")
+            raise ConfigError(f"matrix '{matrix}': {item(v)} is listed twice in '{key}'")
         out.append(v)
     return out
 
 
+def _names(raw: dict[str, Any], key: str, matrix: str) -> list[str]:
+    return _distinct(raw, key, matrix, lambda v: isinstance(v, str), f"'{key}' entries are names",
+                     lambda v: f"'{v}'")
+
+
 def _seeds(raw: dict[str, Any], matrix: str) -> list[int]:
-    out: list[int] = []
-    for s in _nonempty_list(raw, "seeds", matrix):
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ConfigError(f"matrix '{matrix}': seeds must be non-negative integers, e.g. seeds: [0, 1, 2]; "
-                              f"got {s!r}")
-        if s in out:
-            raise ConfigError(f"matrix '{matrix}': seed {s} is listed twice in 'seeds'")
-        out.append(s)
-    return out
+    return _distinct(raw, "seeds", matrix, lambda s: isinstance(s, int) and not isinstance(s, bool) and s >= 0,
+                     "seeds must be non-negative integers", lambda s: f"seed {s}")
 
 
 def _scalar(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:

@@ -43,3 +43,21 @@ def write_matrix(tmp_path: Path):
         return path
 
     return write
+
+
+def random_simclr(sizes: dict[str, int]):
+    """A seeded 16 px SimCLR convnet-s and random uint8 views of the given sizes (split -> n):
+    for tests of feature extraction that need a real encoder but no training."""
+    from bench.data import DataView
+    from bench.encoders.base import DataInfo, build_encoder
+
+    torch.manual_seed(0)
+    info = DataInfo(10, tuple(map(str, range(10))), (3, 16, 16), (0.5,) * 3, (0.25,) * 3)
+    enc = build_encoder("simclr", "convnet-s", info, {})
+    g = torch.Generator().manual_seed(0)
+
+    def view(n: int, name: str) -> DataView:
+        x = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
+        return DataView(x, torch.arange(n) % 10, torch.arange(n), name)
+
+    return enc, {name: view(n, name) for name, n in sizes.items()}

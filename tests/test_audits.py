@@ -281,20 +281,10 @@ def test_loss_score_does_not_depend_on_split_size():
     """NT-Xent per sample depends on the number of in-batch negatives: scored split by split, a
     small forget split would look 'member-like' on any model. Pooled scoring gives forget
     and test images drawn alike the same loss distribution, and every sample one score."""
-    from bench.data import DataView
-    from bench.encoders.base import DataInfo, build_encoder
     from bench.features import extract
+    from tests.conftest import random_simclr
 
-    torch.manual_seed(0)
-    info = DataInfo(10, tuple(map(str, range(10))), (3, 16, 16), (0.5,) * 3, (0.25,) * 3)
-    enc = build_encoder("simclr", "convnet-s", info, {})
-    g = torch.Generator().manual_seed(0)
-
-    def view(n: int, name: str) -> DataView:
-        x = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
-        return DataView(x, torch.arange(n) % 10, torch.arange(n), name)
-
-    views = {"forget": view(6, "forget"), "retain": view(40, "retain"), "test": view(90, "test")}
+    enc, views = random_simclr({"forget": 6, "retain": 40, "test": 90})
     opts = AuditOptions(views=2, batch_size=64)
     out = extract(enc, "m", views, opts, torch.device("cpu"), "fp32", seed=0)
     assert {k: len(v) for k, v in out.loss.items()} == {"forget": 6, "retain": 40, "test": 90}

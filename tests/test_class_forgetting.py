@@ -108,24 +108,15 @@ def test_uncalibrated_flag_never_fires_on_class_forgetting():
 
 
 def test_extract_gives_val_clean_features_only_and_leaves_losses_alone():
-    from bench.data import DataView
-    from bench.encoders.base import DataInfo, build_encoder
     from bench.features import extract
+    from tests.conftest import random_simclr
 
-    torch.manual_seed(0)
-    info = DataInfo(10, tuple(map(str, range(10))), (3, 16, 16), (0.5,) * 3, (0.25,) * 3)
-    enc = build_encoder("simclr", "convnet-s", info, {})
-    g = torch.Generator().manual_seed(0)
-
-    def view(n: int, name: str) -> DataView:
-        x = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
-        return DataView(x, torch.arange(n) % 10, torch.arange(n), name)
-
-    views = {"forget": view(6, "forget"), "retain": view(20, "retain"), "test": view(30, "test")}
+    enc, views = random_simclr({"forget": 6, "retain": 20, "test": 30, "val": 12})
+    val = views.pop("val")
     opts = AuditOptions(views=2, batch_size=64)
     cpu = torch.device("cpu")
     without = extract(enc, "m", views, opts, cpu, "fp32", seed=0)
-    with_val = extract(enc, "m", {**views, "val": view(12, "val")}, opts, cpu, "fp32", seed=0)
+    with_val = extract(enc, "m", {**views, "val": val}, opts, cpu, "fp32", seed=0)
     assert with_val.feats["val"].shape == (12, enc.feat_dim) and len(with_val.labels["val"]) == 12
     assert "val" not in with_val.align_head and "val" not in with_val.loss
     for s in views:  # D_v joins no pooled loss batch: every member/non-member score is unchanged
