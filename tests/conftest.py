@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,26 @@ def random_simclr(sizes: dict[str, int]):
         return DataView(x, torch.arange(n) % 10, torch.arange(n), name)
 
     return enc, {name: view(n, name) for name, n in sizes.items()}
+
+
+class LogLines(logging.Handler):
+    """Collects the messages of the ``bench`` loggers (what a user sees on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_logged(argv: list[str]) -> tuple[int, list[str]]:
+    """``python -m bench <argv>`` in-process: its exit code and the log lines it wrote."""
+    from bench.cli import main
+
+    h = LogLines()
+    logging.getLogger("bench").addHandler(h)
+    try:
+        return main(argv), h.lines
+    finally:
+        logging.getLogger("bench").removeHandler(h)

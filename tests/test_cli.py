@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from bench import Method, UnlearnContext, register_method
 from bench.cli import main
 from bench.tracking import Tracker
+from tests.conftest import run_logged
 
 
 @register_method("_test_explodes", needs=("forget",))
@@ -22,24 +22,6 @@ class Explodes(Method):
         opt = ctx.optimizer("sgd", lr=0.1)
         for batch in ctx.batches(ctx.forget):
             ctx.step(opt, ctx.objective(batch).mean() * float("nan"))
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def run_logged(argv: list[str]) -> tuple[int, list[str]]:
-    h = Records()
-    logging.getLogger("bench").addHandler(h)
-    try:
-        return main(argv), h.lines
-    finally:
-        logging.getLogger("bench").removeHandler(h)
 
 
 @pytest.fixture(scope="module")

@@ -44,12 +44,7 @@ CPU = torch.device("cpu")
 MAGNITUDE = 0.1  # weight of the magnitude term of the linear encoder's loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one torch thread: tests/conftest.py sets it for the whole session
 
 
 # --------------------------------------------------------------------------- a linear encoder

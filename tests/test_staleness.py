@@ -3,7 +3,6 @@ the model cache, and the image-folder decode cache is keyed by content, not by f
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -11,11 +10,10 @@ import torch
 import yaml
 from torchvision.io import encode_png
 
-from bench.cli import main
 from bench.data import load_dataset
 from bench.datasets._folder import read_split, read_tree
 from bench.tracking import Tracker
-from tests.conftest import TINY
+from tests.conftest import TINY, run_logged
 
 
 def png(seed: int, side: int = 16) -> bytes:
@@ -76,22 +74,7 @@ def test_fingerprint_follows_content_not_names(tmp_path: Path):
     assert len(digits) == 16 and load_dataset("digits", tmp_path, reload=True).fingerprint == digits
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def run(argv: list[str]) -> tuple[int, list[str]]:
-    h = Lines()
-    logging.getLogger("bench").addHandler(h)
-    try:
-        return main(argv), h.lines
-    finally:
-        logging.getLogger("bench").removeHandler(h)
+run = run_logged
 
 
 def test_data_edited_in_place_invalidates_resume_and_the_model_cache(tmp_path: Path):
