@@ -220,10 +220,14 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     out = write_report(rep, folder)
     log_report_run(tracker, matrix_name, rep)
     if benchmarks is not None:
-        used = set(latest(df).parent_run) if len(df) and "parent_run" in df else set()
+        tuned_from, budgets = tuning.sources(df)
+        used = (set(latest(df).parent_run) if len(df) and "parent_run" in df else set()) | tuned_from
         last = df.groupby("parent_run").start_time.max() if len(df) else {}  # rows are logged as their cell ends
         runs = [{**i, "last_result": int(last[i["run_id"]])} for i in tracker.invocations(matrix_name)
                 if i["run_id"] in used]
+        tunes = [i for i in tracker.invocations(matrix_name, kind="tune")
+                 if (int(i["tags"].get("bench.tune.seed", -1)), int(i["tags"].get("bench.tune.trials", -1))) in budgets]
+        runs = sorted(runs + tunes, key=lambda i: i["start_time"])
         root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
         publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs)
     return out

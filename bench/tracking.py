@@ -128,12 +128,13 @@ class Tracker:
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def invocations(self, experiment: str) -> list[dict[str, Any]]:
-        """Parent runs (one per ``run`` invocation): id, tags, start time, status; oldest first."""
+    def invocations(self, experiment: str, kind: str = "invocation") -> list[dict[str, Any]]:
+        """Parent runs of one kind (``invocation``: one per ``run``; ``tune``: one per ``tune``):
+        id, tags, start time, status; oldest first."""
         exp_id = self.experiment_id(experiment, create=False)
         if exp_id is None:
             return []
-        runs = self.client.search_runs([exp_id], filter_string="tags.`bench.kind` = 'invocation'",
+        runs = self.client.search_runs([exp_id], filter_string=f"tags.`bench.kind` = '{kind}'",
                                        max_results=1000)
         return sorted(({"run_id": r.info.run_id, "tags": dict(r.data.tags), "status": r.info.status,
                         "start_time": r.info.start_time} for r in runs),

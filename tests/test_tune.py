@@ -271,6 +271,18 @@ def test_run_tuned_uses_the_values_and_the_report_says_so(tuned_run):
     assert invocation["bench.tuned.trials"] == "2" and invocation["bench.tuned.seed"] == str(DEFAULT_SEED)
 
 
+def test_published_provenance_names_the_tune_and_both_runs(tuned_run, tmp_path):
+    from bench import driver
+
+    bench_md = tmp_path / "BENCHMARKS.md"
+    bench_md.write_text("<!-- leaderboard:tune-e2e:start -->\n<!-- leaderboard:tune-e2e:end -->\n")
+    driver.report("tune-e2e", tuned_run["results"], benchmarks=bench_md)
+    block = bench_md.read_text()
+    rows = [line for line in block.splitlines() if line.startswith("| 20")]  # (in-process: the command is pytest's)
+    assert len(rows) == 2 and rows[0].endswith("| – |") and rows[1].endswith("| 3 / 1 |")  # the tune, then the run
+    assert "Hyperparameters: tuned: 2 trials per method" in block
+
+
 def test_explicit_matrix_values_win_over_tuned_ones_and_are_reported(tuned_run, tmp_path):
     toy = load(tuned_run["tuned"]).cells[0].methods["_tune_toy"]
     path = write(tmp_path, "tune-e2e", methods=["retrain", {"_tune_toy": {"steps": 3}}], tuned=str(tuned_run["tuned"]))
@@ -304,6 +316,8 @@ def test_report_compares_default_and_tuned_rows_of_the_same_cells():
             ("ssd", 0, "", 5.0, 7)]
     df = pd.DataFrame(rows, columns=["method", "seed", "tuned", "m.avg_gap", "start_time"]).assign(status="finished")
     assert report.header(df) == "tuned: 8 trials per method, tuning seed 7; at defaults: ssd"
+    runs, budgets = report.sources(df.assign(parent_run=["a", "b", "c", "d", "e", "f", "g"]))
+    assert runs == {"b", "c", "d", "f"} and budgets == {(7, 8)}  # newest default and tuned finetune rows
     (_, line), = [report.method_lines(df)]
     assert line == ("- finetune: Avg Gap tuned 2.75 (2 seeds) vs default 5.00 (2 seeds); values lr=0.02 (the matrix "
                     "overrides tuned epochs=3). Tuning cell (seed 7, 8 trials, 2 failed): defaults 3.00, best 1.00; "

@@ -115,7 +115,8 @@ def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
             wall_txt = _duration(wall)
         else:  # its parent run never ended: killed, or a report taken while it runs
             wall_txt = f"{_duration(wall)} to its last result (interrupted or still running)"
-        models = f"{tags.get('bench.models_trained', '?')} / {tags.get('bench.cache_hits', '?')}"
+        models = (f"{tags.get('bench.models_trained', '?')} / {tags.get('bench.cache_hits', '?')}"
+                  if tags.get("bench.kind") != "tune" else "–")
         cmd = tags.get("bench.command") or tags.get("bench.argv", "?")
         lines.append(f"| {date} | `{cmd}` | {tags.get('bench.commit', '?')} | "
                      f"{tags.get('bench.machine', '?')} | {wall_txt} | {models} |")

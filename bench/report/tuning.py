@@ -92,6 +92,19 @@ def _values(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
 
 
+def sources(df: pd.DataFrame) -> tuple[set[str], set[tuple[int, int]]]:
+    """What the tuning lines rest on, for the provenance table: the parent runs of the rows they
+    read (each tuned method's newest tuned and newest default rows) and the (tuning seed, trials)
+    budgets of the tunes that chose the values."""
+    if df.empty or "tuned" not in df or "parent_run" not in df:
+        return set(), set()
+    flags = is_tuned(df)
+    mine = df[df.method.isin(set(df.method[flags]))]
+    rows = pd.concat([_newest(mine[flags[mine.index]]), _newest(mine[~flags[mine.index]])])
+    budgets = {(int(n["seed"]), int(n["trials"])) for n in map(note, df.tuned[flags]) if n}
+    return set(rows.parent_run), budgets
+
+
 def method_lines(sub: pd.DataFrame) -> list[str]:
     """For one table's rows (all invocations): per tuned method, the default vs tuned Avg Gap on
     these cells (mean over seeds, each the newest run) and, from its tuning cell, the defaults'
