@@ -216,7 +216,7 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     folder = Path(results_dir) / matrix_name
     rep = build_report(df, metric_specs(), matrix_name, auditor_figures(tracker, df),
                        header=[f"Hyperparameters: {tuning.header(df)}."] if len(df) else [],
-                       cell_notes=tuning.method_lines)
+                       cell_notes=tuning.method_lines, cell_summary=tuning.summary_lines)
     out = write_report(rep, folder)
     log_report_run(tracker, matrix_name, rep)
     if benchmarks is not None:

@@ -180,3 +180,15 @@ def test_a_store_without_the_floor_row_says_so():
     md = board(df[df.method != FLOOR])
     assert headline_rows(md, CELL)["a"][2] == "no floor"
     assert "No `retrain (seed')` row: no verdict" in md
+
+
+def test_cell_notes_see_superseded_rows_the_tables_drop():
+    """A tuned method's notes compare its tuned rows with the default rows of an earlier run."""
+    df = frame({"simclr": {"a": 1.0}}, seeds=2)
+    later = df[df.method == "a"].assign(start_time=lambda d: d.start_time + 1000)
+    rep = build_report(pd.concat([df, later]), metric_specs(), "t", pictures=False,
+                       cell_notes=lambda rows: [f"rows of a: {(rows.method == 'a').sum()}"])
+    page = rep.files[paths.details(("digits", "simclr", "convnet-s", "random:0.1"))]
+    assert "rows of a: 4" in page  # both runs' rows, not only the newest the table shows
+    rep = build_report(df, metric_specs(), "t", pictures=False, cell_summary=lambda rows: ["tuned line"])
+    assert rep.files[paths.LEADERBOARD].count("tuned line") == 1  # under the cell's headline table

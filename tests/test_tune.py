@@ -319,6 +319,8 @@ def test_report_compares_default_and_tuned_rows_of_the_same_cells():
     runs, budgets = report.sources(df.assign(parent_run=["a", "b", "c", "d", "e", "f", "g"]))
     assert runs == {"b", "c", "d", "f"} and budgets == {(7, 8)}  # newest default and tuned finetune rows
     (_, line), = [report.method_lines(df)]
+    assert report.summary_lines(df) == [
+        "Tuned vs default Avg Gap ↓ (mean over seeds; the details page has the tuning): finetune 2.75 vs 5.00."]
     assert line == ("- finetune: Avg Gap tuned 2.75 (2 seeds) vs default 5.00 (2 seeds); values lr=0.02 (the matrix "
                     "overrides tuned epochs=3). Tuning cell (seed 7, 8 trials, 2 failed): defaults 3.00, best 1.00; "
                     "objective over trials min 1.00, IQR 1.50-2.50, max 9.00; tuning took 10.0 min")

@@ -19,7 +19,7 @@ from bench.metrics import MetricSpec
 from bench.report import paths
 from bench.report.analysis import Analysis, Table, analyse
 from bench.report.details import details_page
-from bench.report.frame import heading
+from bench.report.frame import CELL, heading
 from bench.report.leaderboard import leaderboard_markdown
 from bench.report.plots import Point, rank_png, tradeoff_png
 from bench.report.roles import FLOOR, ORIGINAL, RETRAIN
@@ -33,10 +33,11 @@ class Report:
     analysis: Analysis
     files: dict[str, str | bytes] = field(default_factory=dict)  # relative to results/<matrix>/
     header: Sequence[str] = ()
+    cell_lines: dict[tuple, list[str]] = field(default_factory=dict)  # under a cell's headline table
 
     def markdown(self, root: str = "") -> str:
         """The headline with its links resolving from ``root`` (see bench/report/leaderboard.py)."""
-        return leaderboard_markdown(self.analysis, self.header, root, self.files)
+        return leaderboard_markdown(self.analysis, self.header, root, self.files, self.cell_lines)
 
 
 def tradeoff_points(t: Table, specs: Mapping[str, MetricSpec]) -> list[Point]:
@@ -73,9 +74,11 @@ def _safe(name: str) -> str:
 
 def build_report(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str,
                  auditor_figures: AuditorFigures | None = None, header: Sequence[str] = (),
-                 cell_notes: Callable[[pd.DataFrame], Sequence[str]] | None = None, pictures: bool = True) -> Report:
-    """Every file of the report. ``header`` and ``cell_notes`` (a cell's frame -> lines for its
-    details page) are where the driver adds the tuning lines of bench/report/tuning.py;
+                 cell_notes: Callable[[pd.DataFrame], Sequence[str]] | None = None, pictures: bool = True,
+                 cell_summary: Callable[[pd.DataFrame], Sequence[str]] | None = None) -> Report:
+    """Every file of the report. ``header``, ``cell_notes`` (a cell's frame -> lines for its
+    details page) and ``cell_summary`` (-> lines under its headline table) are where the driver
+    adds the tuning lines of bench/report/tuning.py;
     ``pictures=False`` skips drawing (the pages then link to none)."""
     an = analyse(df, specs, title)
     rep = Report(an, header=tuple(header))
@@ -83,6 +86,7 @@ def build_report(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str,
         if pictures and len(r.cells) >= 2:
             rep.files[paths.ranks(i)] = rank_png(r, f"{title}: ranking {i} over {len(r.cells)} cells")
     figs = auditor_figures or {}
+    every = dict(list(df.groupby(list(CELL), sort=False))) if (cell_notes or cell_summary) and len(df) else {}
     for cell, tables in an.cells().items():
         tradeoffs = {}
         for t in tables:
@@ -98,7 +102,11 @@ def build_report(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str,
                 dest = f"{paths.cell_figures(cell)}/s{seed}-{_safe(name)}"
                 rep.files[dest] = Path(src).read_bytes()
                 copied.append(f"../{dest}")
-        notes = list(cell_notes(pd.concat([t.rows for t in tables]))) if cell_notes else []
+        # every row of the cell, superseded ones included: a tuned method's notes compare its
+        # newest tuned rows with the default rows an earlier run left (the tables keep the newest)
+        notes = list(cell_notes(every[cell])) if cell_notes else []
+        if cell_summary and (lines := list(cell_summary(every[cell]))):
+            rep.cell_lines[cell] = lines
         rep.files[paths.details(cell)] = details_page(tables, specs, tradeoffs, copied, notes)
     rep.files[paths.LEADERBOARD] = rep.markdown("")
     return rep

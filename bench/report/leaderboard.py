@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -215,10 +215,12 @@ def overall(an: Analysis, root: str, files: Collection[str]) -> list[str]:
 
 
 def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "",
-                         files: Collection[str] = ()) -> str:
+                         files: Collection[str] = (), cell_lines: Mapping[tuple, Sequence[str]] | None = None) -> str:
     """The headline page. ``header``: lines under the title (the tuning line of
     bench/report/tuning.py, passed in by the driver); ``files``: the report's files (paths
-    relative to ``results/<matrix>/``), the only ones it links to."""
+    relative to ``results/<matrix>/``), the only ones it links to; ``cell_lines``: per cell,
+    lines under its first table (tuned vs default Avg Gap)."""
+    said: set[tuple] = set()
     out = [f"# Leaderboard: {an.title}", ""]
     out += [*header, ""] if header else []
     if not an.tables:
@@ -231,4 +233,7 @@ def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "
         out += [f"## {heading(key, t.rows)}", ""] + ([" · ".join(links), ""] if links else [])
         out += headline_table(t) + [""]
         out += table_notes(t) + [""]
+        if cell_lines and t.cell in cell_lines and t.cell not in said:
+            said.add(t.cell)
+            out += [*cell_lines[t.cell], ""]
     return "\n".join(out)

@@ -105,22 +105,35 @@ def sources(df: pd.DataFrame) -> tuple[set[str], set[tuple[int, int]]]:
     return set(rows.parent_run), budgets
 
 
+def _compared(sub: pd.DataFrame) -> list[tuple[str, float, int, float, int, dict[str, Any]]]:
+    """Per tuned method of these rows (all invocations): its tuned and default Avg Gap (mean over
+    seeds, each the newest run) with their seed counts, and the newest tuned row's note."""
+    if sub.empty or "tuned" not in sub:
+        return []
+    flags = is_tuned(sub)
+    out = []
+    for method in sorted(set(sub.method[flags])):
+        mine = sub[sub.method == method]
+        tuned_rows = _newest(mine[flags[mine.index]])
+        newest = tuned_rows.sort_values("start_time") if "start_time" in tuned_rows else tuned_rows
+        out.append((method, *_gap(tuned_rows), *_gap(_newest(mine[~flags[mine.index]])),
+                    note(newest.iloc[-1].tuned) or {}))
+    return out
+
+
+def summary_lines(sub: pd.DataFrame) -> list[str]:
+    """One line under a cell's headline table: each tuned method's tuned vs default Avg Gap."""
+    parts = [f"{m} {_fmt(t)} vs {_fmt(d) if d_n else 'not run'}" for m, t, _, d, d_n, _ in _compared(sub)]
+    return [f"Tuned vs default Avg Gap ↓ (mean over seeds; the details page has the tuning): {'; '.join(parts)}."
+            ] if parts else []
+
+
 def method_lines(sub: pd.DataFrame) -> list[str]:
     """For one table's rows (all invocations): per tuned method, the default vs tuned Avg Gap on
     these cells (mean over seeds, each the newest run) and, from its tuning cell, the defaults'
     and best objective and the objective's spread over the trials (how much tuning matters)."""
-    if sub.empty or "tuned" not in sub:
-        return []
-    flags = is_tuned(sub)
     lines = []
-    for method in sorted(set(sub.method[flags])):
-        mine = sub[sub.method == method]
-        tuned_rows = _newest(mine[flags[mine.index]])
-        default_rows = _newest(mine[~flags[mine.index]])
-        newest = tuned_rows.sort_values("start_time") if "start_time" in tuned_rows else tuned_rows
-        n = note(newest.iloc[-1].tuned) or {}
-        t_gap, t_n = _gap(tuned_rows)
-        d_gap, d_n = _gap(default_rows)
+    for method, t_gap, t_n, d_gap, d_n, n in _compared(sub):
         default = (f"default {_fmt(d_gap)} ({_seeds(d_n)})" if d_n else
                    "default not run on these cells (run the matrix without --tuned)")
         used = _values(n.get("values", {})) or "none"
