@@ -15,9 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.frame import latest  # the rows the tables show
 from bench.report.roles import YARDSTICKS
-
-KEYS = ["dataset", "encoder", "backbone", "scenario", "request", "method", "seed"]
 
 
 def note(text: Any) -> dict[str, Any] | None:
@@ -38,18 +37,12 @@ def is_tuned(df: pd.DataFrame) -> pd.Series:
     return df["tuned"].map(lambda t: note(t) is not None)
 
 
-def _newest(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (cell, method, seed): the most recent, as the leaderboard's tables show."""
-    keys = [k for k in KEYS if k in df]
-    return df.sort_values("start_time").groupby(keys, sort=False).tail(1) if "start_time" in df else df
-
-
 def header(df: pd.DataFrame) -> str:
     """``tuned: N trials per method, tuning seed S`` (with the methods left at their defaults) when
     the rows the tables show ran tuned, else ``defaults, untuned``."""
     if df.empty:
         return "defaults, untuned"
-    shown = _newest(df[~df.method.isin(YARDSTICKS)])
+    shown = latest(df[~df.method.isin(YARDSTICKS)])
     budgets: dict[tuple[int, int], set[str]] = {}
     untuned: set[str] = set()
     for _, row in shown.iterrows():
@@ -100,7 +93,7 @@ def sources(df: pd.DataFrame) -> tuple[set[str], set[tuple[int, int]]]:
         return set(), set()
     flags = is_tuned(df)
     mine = df[df.method.isin(set(df.method[flags]))]
-    rows = pd.concat([_newest(mine[flags[mine.index]]), _newest(mine[~flags[mine.index]])])
+    rows = pd.concat([latest(mine[flags[mine.index]]), latest(mine[~flags[mine.index]])])
     budgets = {(int(n["seed"]), int(n["trials"])) for n in map(note, df.tuned[flags]) if n}
     return set(rows.parent_run), budgets
 
@@ -114,9 +107,9 @@ def _compared(sub: pd.DataFrame) -> list[tuple[str, float, int, float, int, dict
     out = []
     for method in sorted(set(sub.method[flags])):
         mine = sub[sub.method == method]
-        tuned_rows = _newest(mine[flags[mine.index]])
+        tuned_rows = latest(mine[flags[mine.index]])
         newest = tuned_rows.sort_values("start_time") if "start_time" in tuned_rows else tuned_rows
-        out.append((method, *_gap(tuned_rows), *_gap(_newest(mine[~flags[mine.index]])),
+        out.append((method, *_gap(tuned_rows), *_gap(latest(mine[~flags[mine.index]])),
                     note(newest.iloc[-1].tuned) or {}))
     return out
 
