@@ -428,6 +428,20 @@ def _check_device(device: str) -> None:
                           f"device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
+def _precision_warnings(matrix: Matrix) -> list[str]:
+    """bf16 where this device only emulates it: valid, but several times slower than fp32 and
+    slower than any estimate measured on hardware that has it, so the user hears it first."""
+    from bench.device import native_bf16, resolve_device
+
+    dev = resolve_device(matrix.device)
+    if matrix.precision != "bf16" or native_bf16(dev):
+        return []
+    what, hardware = ("CPU", "AVX-512 (AVX512-BF16 or AMX)") if dev.type == "cpu" else ("GPU", "an Ampere or later GPU")
+    return [f"precision bf16 on {dev}: this {what} has no bf16 kernels, so bf16 is emulated "
+            f"(about 9x slower than fp32 on a CPU without AVX-512) and the matrix's estimate does not "
+            f"hold: run where there is {hardware}, or pass --precision fp32 (a different result)"]
+
+
 def check_data_content(matrix: Matrix, spec: str, data: Any) -> None:
     """What only the loaded data can tell: every ``class:<c>`` exists, and every (scenario,
     seed) split can be drawn with the matrix's data sizes (the runner's own ``make_split``)."""
@@ -501,6 +515,8 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
             if check_data:
                 raise
             warnings.append(str(e))
+        else:
+            warnings += _precision_warnings(matrix)
     if not any(m.name == "retrain" for m in matrix.methods):
         raise ConfigError("every matrix must list 'retrain' among its methods: it is the reference")
     for ds in matrix.datasets:

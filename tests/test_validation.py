@@ -141,3 +141,27 @@ def test_real_process_prints_one_line(images, tmp_path):
         f"error: image {images}/train/class1/003.jpg cannot be decoded (Image is incomplete or truncated): "
         "replace it with a valid image or delete it"]
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("precision", "native", "warned"),
+                         [("bf16", False, True), ("bf16", True, False), ("fp32", False, False)])
+def test_emulated_bf16_is_named_before_any_work(precision, native, warned, write_matrix, monkeypatch, capsys):
+    """bf16 on a device without bf16 kernels runs, but about 9x slower than fp32 (a CPU without
+    AVX-512): validate says so in one warning that names the fix, and stays valid (exit 0)."""
+    import bench.device
+
+    monkeypatch.setattr(bench.device, "native_bf16", lambda device: native)
+    path = write_matrix("prec", precision=precision)
+    capsys.readouterr()
+    assert main(["validate", "--matrix", str(path)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "bf16 is emulated" in line]
+    assert len(said) == int(warned)
+    if warned:
+        assert "--precision fp32" in said[0] and "AVX-512" in said[0]
+
+
+def test_native_bf16_answers_for_this_machine():
+    """The probe answers a bool on CPU (oneDNN's own check) without raising, on any build."""
+    from bench.device import native_bf16
+
+    assert isinstance(native_bf16(torch.device("cpu")), bool)
