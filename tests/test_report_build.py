@@ -102,8 +102,8 @@ def test_one_seed_says_no_test_and_bolds_nothing():
     df = frame({"simclr": {"a": 1.0, "b": 2.0}}, seeds=1)
     md = board(df)
     rows = headline_rows(md, CELL)
-    assert rows["a"][2] == rows["b"][2] == "1 seed: no test" and "**" not in rows["a"][3]
-    assert "1 seed: no test." in md and "Top group" not in md
+    assert rows["a"][2] == rows["b"][2] == "–" and "**" not in rows["a"][3]
+    assert "1 seed: no test, so no verdict (–)." in md and "Top group" not in md
 
 
 def test_like_with_like_rankings_and_ties():

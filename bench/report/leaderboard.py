@@ -83,7 +83,9 @@ def _verdict(t: Table, m: str) -> str:
     if m == FLOOR:
         return "the floor"
     v = t.verdicts.get(m)
-    return v.label if v else "–"
+    if v is None or (v.n and not v.testable):  # one seed: the note under the table says why, once
+        return "–"
+    return v.label
 
 
 def headline_table(t: Table) -> list[str]:
@@ -133,7 +135,7 @@ def table_notes(t: Table) -> list[str]:
     if t.top is not None and t.top.testable:
         notes.append(f"Top group: {', '.join(sorted(t.top.members))}.")
     elif t.top is not None:
-        notes.append("1 seed: no test.")
+        notes.append("1 seed: no test, so no verdict (–).")
     flags = _cell_flags(t)
     if flags:
         notes.append("Cell flags: " + "; ".join(flags) + ".")
