@@ -84,8 +84,9 @@ class ModelCache:
         hit = self.read(key)
         return hit if isinstance(hit, tuple) else None
 
-    def save(self, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Checkpoint first, then the json holding its sha256: the json is the commit record."""
+    def save(self, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoint first, then the json holding its sha256: the json is the commit record.
+        Returns the metadata as stored (with ``sha256``)."""
         ckpt, meta_path = self.paths(key)
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
@@ -93,6 +94,7 @@ class ModelCache:
         _atomic_write(ckpt, blob)
         meta = {**meta, "sha256": hashlib.sha256(blob).hexdigest()}
         _atomic_write(meta_path, json.dumps(meta, indent=1, default=str).encode())
+        return meta
 
     def get_or_build(
         self, key: str, build: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]]
@@ -113,5 +115,5 @@ class ModelCache:
             for debris in self.root.glob(f".{key}.*.tmp"):  # from writers killed mid-write
                 debris.unlink(missing_ok=True)
             state, meta = build()
-            self.save(key, state, meta)
+            meta = self.save(key, state, meta)
         return state, meta, False

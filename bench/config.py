@@ -118,14 +118,18 @@ class Cell:
             "precision": self.precision,
         }
 
-    def method_hash(self, method: MethodSpec) -> str:
-        """Config identity of one (cell, method) result: resume skips a finished match."""
+    def method_hash(self, method: MethodSpec, code: dict[str, int] | None = None) -> str:
+        """Config identity of one (cell, method) result: resume skips a finished match.
+        ``code``: the versions of the code that computed it (method, encoder), so an edit
+        that bumps one reruns its rows (bench/runner.py ``code_versions``)."""
         ident = self.identity() | {
             "audit": dataclasses.asdict(self.audit),
             "auditors": sorted(self.auditors),
             "method": method.name,
             "method_params": method.kwargs,
         }
+        if code:
+            ident["code"] = dict(sorted(code.items()))
         return stable_hash(ident)
 
 

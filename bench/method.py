@@ -25,6 +25,7 @@ class Method:
     needs: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[frozenset[str]] = frozenset()
     supervised_only: ClassVar[bool] = False
+    version: ClassVar[int] = 1  # bump when a change alters what the method computes: its rows rerun
 
     def unlearn(self, ctx: UnlearnContext) -> None:
         raise NotImplementedError

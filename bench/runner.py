@@ -91,6 +91,7 @@ class CellRunner:
         self.events: list[str] = []
         self._features: dict[str, ModelFeatures] = {}
         self._yardsticks: dict[tuple[int, str], tuple[dict[str, float], list[str]]] = {}  # yardstick()
+        self.checkpoints: dict[str, str] = {}  # role -> sha256 of the cached checkpoint (trained())
         self.encoder_cls = registry.encoders.get(cell.encoder)
 
     # --- data ----------------------------------------------------------------
@@ -167,6 +168,7 @@ class CellRunner:
             return enc.state_dict(), {"seconds": secs, "role": role, "cell": self.cell.label}
 
         state, meta, hit = self.cache.get_or_build(key, build)
+        self.checkpoints[role] = str(meta.get("sha256", ""))  # what every row of the cell was computed from
         if hit:
             enc.load_state_dict(state)
             self.events.append(f"cache hit: {role} ({key})")
@@ -288,6 +290,10 @@ class CellRunner:
                     row.info["avg_gap_excludes"] = sorted(noisy)
                 result.rows.append(row)
             self.flag(result.rows, r, orig_metrics, retrain_metrics, views)
+            for row in result.rows:  # a method pairs with the floor only where these agree (bench/report)
+                if row.request == r:
+                    row.info["checkpoints"] = dict(sorted(self.checkpoints.items()))
+                    row.info["code"] = code_versions(cell, MethodSpec(row.method))
             for name in cell.auditors if methods is None else ():
                 auditor = registry.auditors.get(name)()
                 try:
@@ -386,9 +392,18 @@ def with_gaps(metrics: dict[str, float], retrain: dict[str, float], specs: dict,
     return out
 
 
+def code_versions(cell: Cell, spec: MethodSpec) -> dict[str, int]:
+    """The versions of the code a row depends on: its encoder's and (for a method, not a
+    yardstick) the method's. Part of the row's identity, so bumping one reruns its rows."""
+    out = {"encoder": int(registry.encoders.get(cell.encoder).version)}
+    if spec.name not in (CellRunner.ORIGINAL, FLOOR):
+        out["method"] = int(getattr(registry.methods.get(spec.name), "version", 1))
+    return out
+
+
 def row_hash(cell: Cell, spec: MethodSpec, r: int) -> str:
-    """Config hash of one row: (cell, method) and, after the first, the deletion request."""
-    return cell.method_hash(spec) + (f"-r{r}" if r else "")
+    """Config hash of one row: (cell, method, code versions) and, after the first, the deletion request."""
+    return cell.method_hash(spec, code_versions(cell, spec)) + (f"-r{r}" if r else "")
 
 
 def row_hashes(cell: Cell) -> list[str]:

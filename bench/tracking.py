@@ -31,6 +31,8 @@ from bench.storelock import store_writes
 log = logging.getLogger("bench.tracking")
 
 ROW_KIND = "row"
+CHECKPOINTS_TAG = "bench.checkpoints"
+CODE_TAG = "bench.code"
 
 
 def default_uri(results_dir: Path) -> str:
@@ -209,6 +211,9 @@ class Tracker:
             SIZES_TAG: json.dumps(row.info["sizes"]) if "sizes" in row.info else "",  # audit splits
             "bench.tuned": json.dumps(row.info["tuned"], sort_keys=True, default=str)  # bench/tuned.py
             if "tuned" in row.info else "",
+            # the checkpoints the row was computed from (role -> sha256) and its code versions
+            CHECKPOINTS_TAG: json.dumps(row.info.get("checkpoints", {}), sort_keys=True),
+            CODE_TAG: json.dumps(row.info.get("code", {}), sort_keys=True),
         }
         with self.writes:  # query, create, delete: two writers of one hash never both keep theirs
             self._write_row(exp_id, cell, row, tags, figures, scenario_name)
@@ -261,6 +266,9 @@ class Tracker:
                         "sizes": r.data.tags.get(SIZES_TAG, ""),
                         "sizes_backfilled": r.data.tags.get(BACKFILLED_TAG, ""),
                         "tuned": r.data.tags.get("bench.tuned", ""),
+                        "config_hash": r.data.tags.get("bench.config_hash", ""),
+                        "checkpoints": r.data.tags.get(CHECKPOINTS_TAG, ""),
+                        "code": r.data.tags.get(CODE_TAG, ""),
                         "parent_run": r.data.tags.get("mlflow.parentRunId", "")})
             records.append(rec)
         df = pd.DataFrame.from_records(records)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.config import Cell, ConfigError
-from bench.runner import CellResult, MethodResult
+from bench.runner import CellResult, MethodResult, row_hash
 from bench.splits import parse_scenario
 
 EXECUTORS = {
@@ -100,7 +100,7 @@ def failed_rows(cell: Cell, reason: str, done: frozenset[str]) -> list[MethodRes
     rows = []
     for r in range(k):
         for spec in cell.methods:
-            h = cell.method_hash(spec) + (f"-r{r}" if r else "")  # as CellRunner.row_hash
+            h = row_hash(cell, spec, r)
             if h not in done:
                 rows.append(MethodResult(spec.name, "failed", h, dict(spec.params), reason=reason, request=r))
     return rows
