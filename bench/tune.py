@@ -214,9 +214,9 @@ def plan(opts: TuneOptions) -> Plan:
     for name in chosen:
         if name not in listed:
             raise ConfigError(f"--methods: '{name}' is not a method of matrix {matrix.name} ({', '.join(listed)})")
+    check_seeds(matrix, seeds)
     fingerprints = (None if opts.dry_run else
                     {ds: load_dataset(ds, opts.root, download=opts.download).fingerprint for ds in matrix.datasets})
-    check_seeds(matrix, seeds)
     groups = tuning_cells(matrix, seeds, str(opts.root), fingerprints)
     studies, untuned = [], {}
     for spec in (m for m in matrix.methods if m.name in chosen):
