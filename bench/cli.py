@@ -51,12 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tuned", type=Path, default=None,
                      help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
 
-    tune = sub.add_parser("tune", help="tune each method on its own seed, same budget for all (SPECS section 8)")
+    tune = sub.add_parser("tune", help="tune each method on its own seeds, same budget for all")
     tune.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
     tune.add_argument("--trials", type=int, default=None, help="trials per method and tuning cell (default 20)")
     tune.add_argument("--methods", default=None, help="comma-separated methods to tune (default: all with a space)")
-    tune.add_argument("--seed", type=int, default=None,
-                      help="the tuning cells' seed, outside the matrix's (default 9000000; collisions are refused)")
+    tune.add_argument("--seeds", default=None,
+                      help="comma-separated tuning seeds, at least two, outside the matrix's: each trial's objective "
+                           "is the mean Avg Gap over their cells (default 9000000,9000001; collisions are refused)")
     _common(tune)
     tune.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
     tune.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             topts = tuning.TuneOptions(
                 matrix=args.matrix, trials=tuning.DEFAULT_TRIALS if args.trials is None else args.trials,
                 methods=args.methods.split(",") if args.methods else None,
-                seed=tuning.DEFAULT_SEED if args.seed is None else args.seed, results_dir=args.results_dir,
+                seeds=tuning.DEFAULT_SEEDS if args.seeds is None else tuning.parse_seeds(args.seeds),
+                results_dir=args.results_dir,
                 data_root=args.data_root, cache_dir=args.cache_dir, tracking_uri=args.tracking_uri,
                 device=args.device, precision=args.precision, dry_run=args.dry_run, download=args.download,
             )

@@ -229,7 +229,7 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
         runs = [{**i, "last_result": int(last[i["run_id"]])} for i in tracker.invocations(matrix_name)
                 if i["run_id"] in used]
         tunes = [i for i in tracker.invocations(matrix_name, kind="tune")
-                 if (int(i["tags"].get("bench.tune.seed", -1)), int(i["tags"].get("bench.tune.trials", -1))) in budgets]
+                 if tuning.tune_budget(i["tags"]) in budgets]
         runs = sorted(runs + tunes, key=lambda i: i["start_time"])
         root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
         publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs)

@@ -1,42 +1,44 @@
-"""``python -m bench tune``: every method gets the same search budget, on a seed the leaderboard never sees.
+"""``python -m bench tune``: every method gets the same search budget, on seeds the leaderboard never sees.
 
-SPECS section 8. For each (dataset, encoder, scenario) of a matrix one *tuning cell* is built:
-the matrix's cell at the tuning seed (default :data:`DEFAULT_SEED`), so its split, forget set,
-original, retrain and references are its own; :func:`check_seeds` refuses a seed whose
-models (training, reference and method seeds) would meet any evaluated cell's. Its models
-are trained and cached by the normal runner and cache.
+For each (dataset, encoder, scenario) of a matrix, S >= 2 *tuning cells* are built: the
+matrix's cell at each tuning seed (default :data:`DEFAULT_SEEDS`), so each has its own split,
+forget set, original, retrain and references; :func:`check_seeds` refuses a seed whose models
+(training, reference and method seeds) would meet any evaluated cell's, and repeated seeds.
+Their models are trained and cached by the normal runner and cache.
 
 Each method with a search space (``hp(..., tune=...)``, :func:`bench.hparams.search_space`)
-then gets one Optuna study of N trials with the seeded TPE sampler. A trial's objective is
-the tuning cell's Avg Gap to its retrain exactly as the leaderboard gets it: the ``avg_gap``
-metric of the row :class:`bench.runner.CellRunner` computes (the mean over requests for a
-sequential scenario). One runner serves every trial of a cell, so original, retrain and
-references are trained (or loaded), featurised and audited once. A trial that diverges (a
-failed row), whose audit is incomplete, or that is flagged as over-unlearning
-(bench/report/flags.py) is a FAILED trial, not a score.
+then gets one Optuna study of N trials with the seeded TPE sampler per (dataset, encoder,
+scenario). A trial runs the method on every tuning cell; its objective is the mean over the
+tuning cells of the method's Avg Gap to retrain exactly as the leaderboard computes it
+(bench/objective.py passes the rows through the report's own analysis). One cell's Avg Gap is
+as noisy as the differences between trials, so one cell would choose noise. A trial that, on
+ANY tuning cell, diverges (a failed row), has an incomplete audit or no Avg Gap, or is flagged
+as over-unlearning (bench/report/flags.py) is a FAILED trial, not a score (the remaining cells
+are not run). One runner per tuning cell serves every trial, so original, retrain and
+references are trained (or loaded), featurised and audited once.
 
 Choices made here, and why:
 
 - The first trial of every study is the method's defaults (when they lie inside its
-  space): the published "default" objective comes from the same cell and seed as the
-  tuned one, and tuning never ends worse than the defaults on the tuning cell.
+  space): the published "default" objective comes from the same cells and seeds as the
+  tuned one, and tuning never ends worse than the defaults on the tuning cells.
 - Startup (random) trials: a third of the budget, at least 2 and at most Optuna's 10;
   Optuna's default of 10 would make any budget of 10 or fewer a random search.
-- The sampler is re-created before every trial, seeded by (tuning seed, study, number of
+- The sampler is re-created before every trial, seeded by (tuning seeds, study, number of
   counted trials). TPE is a function of its seed and the finished trials, so a tune killed
   and resumed proposes what an uninterrupted one would have.
 - Values the matrix sets explicitly for a method are held fixed (they win at run time
-  anyway), and a study's name carries the cell, those values and the space, so a changed
-  recipe or space starts a new study instead of mixing trials.
-- Storage is sqlite in ``<results>/<matrix>/tune.db`` (one study per cell and method,
+  anyway), and a study's name carries the tuning cells (their seeds), those values and the
+  space, so a changed recipe, seed set or space starts a new study instead of mixing trials.
+- Storage is sqlite in ``<results>/<matrix>/tune.db`` (one study per cell group and method,
   loaded if it exists): a finished trial is never run again. A trial left RUNNING by a
   killed process is marked FAIL without a ``failure`` reason and is not counted; a study
   ends with exactly N counted (COMPLETE, or FAIL with a reason) trials, and only its
   first N count if an earlier tune ran more.
 - MLflow (the matrix's experiment): one parent run per tune invocation (``bench.kind`` =
   ``tune``) with each trial a nested ``tune-trial`` run (params = the trial's values,
-  metric = the objective); never ``row``, so the leaderboard never reads them. Trials a
-  killed tune finished but did not log are logged by the next one.
+  metrics = the objective and each tuning seed's Avg Gap); never ``row``, so the leaderboard
+  never reads them. Trials a killed tune finished but did not log are logged by the next one.
 
 Output: ``<results>/<matrix>/tuned.yaml`` (bench/tuned.py), rewritten after every study.
 """
@@ -48,13 +50,14 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import objective as scoring
 from bench import registry, tuned
 from bench.config import Cell, ConfigError, Matrix, MethodSpec, load_matrix, stable_hash, validate
 from bench.data import load_dataset
@@ -66,11 +69,15 @@ from bench.storelock import StoreLock
 
 log = logging.getLogger("bench.tune")
 
-DEFAULT_SEED = 9_000_000  # far above any matrix's seeds and their reference offsets (checked anyway)
+DEFAULT_SEEDS = (9_000_000, 9_000_001)  # far above any matrix's seeds and their reference offsets (checked anyway)
+MIN_SEEDS = 2  # one tuning cell's Avg Gap is as noisy as the differences between trials
 DEFAULT_TRIALS = 20
 FAILURE = "failure"  # user attr of a trial the method failed (counted); absent on an interrupted one
+GAPS = "gaps"  # user attr: tuning seed -> that cell's Avg Gap (the cells scored before a failure)
 TRIAL_KIND = "tune-trial"
-OVER_UNLEARNING = "over-unlearning"
+SEEDS_TAG, TRIALS_TAG = "bench.tune.seeds", "bench.tune.trials"  # a tune invocation's budget (the report reads them)
+OBJECTIVE = ("mean over the tuning seeds' cells of the leaderboard's Avg Gap (lower is better); a trial that "
+             "diverges, has an incomplete audit or no Avg Gap, or over-unlearns on any tuning cell fails")
 
 
 @dataclass
@@ -78,7 +85,7 @@ class TuneOptions(Folders):
     matrix: str
     trials: int = DEFAULT_TRIALS
     methods: list[str] | None = None
-    seed: int = DEFAULT_SEED
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     results_dir: Path = Path("results")
     data_root: Path | None = None
     cache_dir: Path | None = None
@@ -89,18 +96,31 @@ class TuneOptions(Folders):
     download: bool = False
 
 
+def group_label(cells: Sequence[Cell]) -> str:
+    """The tuning cells of one (dataset, encoder, scenario), as one label: ``... seeds=a,b``."""
+    c = cells[0]
+    return (f"{c.encoder_label}/{c.backbone} {c.dataset} {c.scenario} "
+            f"seeds={','.join(str(x.seed) for x in cells)}")
+
+
 @dataclass
 class Study:
-    """One (tuning cell, method) study: the spec with the matrix's fixed values and the space."""
+    """One (tuning cells, method) study: the tuning cells of one (dataset, encoder, scenario),
+    one per tuning seed, the spec with the matrix's fixed values, and the space."""
 
-    cell: Cell
+    cells: tuple[Cell, ...]
     spec: MethodSpec  # the matrix's explicit values only (held fixed)
     space: dict[str, Space]
 
     @property
     def name(self) -> str:
-        key = stable_hash([self.cell.method_hash(self.spec), {k: str(s) for k, s in sorted(self.space.items())}])
-        return f"{self.spec.name} | {self.cell.label} | {key[:10]}"
+        key = stable_hash([[c.method_hash(self.spec) for c in self.cells],
+                           {k: str(s) for k, s in sorted(self.space.items())}])
+        return f"{self.spec.name} | {group_label(self.cells)} | {key[:10]}"
+
+    @property
+    def label(self) -> str:
+        return group_label(self.cells)
 
     @property
     def key(self) -> str:  # MLflow filter value (the name has spaces and brackets)
@@ -119,9 +139,9 @@ class Study:
 @dataclass
 class Plan:
     matrix: Matrix
-    seed: int
+    seeds: tuple[int, ...]
     trials: int
-    cells: list[Cell]  # tuning cells
+    groups: list[tuple[Cell, ...]]  # per (dataset, encoder, scenario): its tuning cells, one per seed
     studies: list[Study]
     untuned: dict[str, str]  # method -> why it runs at its defaults
 
@@ -137,33 +157,48 @@ def cell_seeds(cell: Cell) -> set[int]:
             | {cell.seed + 1 + r for r in range(k)})
 
 
-def tuning_cells(matrix: Matrix, seed: int, data_root: str = "",
-                 fingerprints: dict[str, str] | None = None) -> list[Cell]:
-    """One cell per (dataset, encoder, scenario) of ``matrix``, at the tuning seed, no methods;
+def tuning_cells(matrix: Matrix, seeds: Sequence[int], data_root: str = "",
+                 fingerprints: dict[str, str] | None = None) -> list[tuple[Cell, ...]]:
+    """Per (dataset, encoder, scenario) of ``matrix``: its cell at each tuning seed, no methods;
     with ``fingerprints`` (data set -> content hash) their identity holds the data's content, as
     the driver's cells do, so a data set edited mid-tune is refused rather than mixed."""
     out: dict[tuple, Cell] = {}
     for c in matrix.cells(data_root, fingerprints):
-        out.setdefault(tuned.cell_key(c), dataclasses.replace(c, seed=seed, methods=()))
-    return list(out.values())
+        out.setdefault(tuned.cell_key(c), dataclasses.replace(c, methods=()))
+    return [tuple(dataclasses.replace(c, seed=s) for s in seeds) for c in out.values()]
 
 
-def check_seeds(matrix: Matrix, cells: list[Cell]) -> None:
-    """Refuse tuning cells whose seeds meet an evaluated cell's (ConfigError)."""
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated non-negative integers (ConfigError otherwise)."""
+    try:
+        seeds = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, e.g. "
+                          f"{','.join(map(str, DEFAULT_SEEDS))}; got {text!r}") from None
+    return seeds
+
+
+def check_seeds(matrix: Matrix, seeds: Sequence[int]) -> None:
+    """Refuse fewer than :data:`MIN_SEEDS` distinct non-negative tuning seeds, and a tuning cell
+    whose model seeds meet an evaluated cell's (ConfigError)."""
+    default = ",".join(map(str, DEFAULT_SEEDS))
+    if len(set(seeds)) != len(seeds) or len(seeds) < MIN_SEEDS or min(seeds) < 0:
+        raise ConfigError(f"--seeds needs at least {MIN_SEEDS} distinct non-negative tuning seeds "
+                          f"(default {default}), got {','.join(map(str, seeds))}")
     evaluated = set().union(*(cell_seeds(c) for c in matrix.cells()))
-    for c in cells:
-        shared = sorted(cell_seeds(c) & evaluated)
-        if shared:
-            raise ConfigError(f"tuning seed {c.seed} shares model seeds {shared} with the matrix's evaluated cells "
-                              f"(seeds {sorted(matrix.seeds)}): choose another --seed (default {DEFAULT_SEED})")
+    for group in tuning_cells(matrix, seeds):
+        for c in group:
+            shared = sorted(cell_seeds(c) & evaluated)
+            if shared:
+                raise ConfigError(f"tuning seed {c.seed} shares model seeds {shared} with the matrix's evaluated "
+                                  f"cells (seeds {sorted(matrix.seeds)}): choose other --seeds (default {default})")
 
 
 def plan(opts: TuneOptions) -> Plan:
     """Load and validate the matrix and choose the studies; ConfigError before any work."""
     if opts.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {opts.trials}")
-    if opts.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {opts.seed}")
+    seeds = tuple(opts.seeds)
     matrix = load_matrix(opts.matrix)
     if matrix.tuned:
         log.info("tune ignores the matrix's tuned: key (%s): tuning starts from the defaults", matrix.tuned)
@@ -179,10 +214,10 @@ def plan(opts: TuneOptions) -> Plan:
     for name in chosen:
         if name not in listed:
             raise ConfigError(f"--methods: '{name}' is not a method of matrix {matrix.name} ({', '.join(listed)})")
+    check_seeds(matrix, seeds)
     fingerprints = (None if opts.dry_run else
                     {ds: load_dataset(ds, opts.root, download=opts.download).fingerprint for ds in matrix.datasets})
-    cells = tuning_cells(matrix, opts.seed, str(opts.root), fingerprints)
-    check_seeds(matrix, cells)
+    groups = tuning_cells(matrix, seeds, str(opts.root), fingerprints)
     studies, untuned = [], {}
     for spec in (m for m in matrix.methods if m.name in chosen):
         cls = registry.methods.get(spec.name)
@@ -190,13 +225,13 @@ def plan(opts: TuneOptions) -> Plan:
         if not space:
             untuned[spec.name] = "the matrix fixes its whole space" if search_space(cls) else "no search space"
             continue
-        for cell in cells:
-            reason = cls.unsupported_reason(registry.encoders.get(cell.encoder))
+        for group in groups:
+            reason = cls.unsupported_reason(registry.encoders.get(group[0].encoder))
             if reason:
-                untuned[f"{spec.name} on {cell.encoder_label}"] = reason
+                untuned[f"{spec.name} on {group[0].encoder_label}"] = reason
                 continue
-            studies.append(Study(cell, spec, space))
-    return Plan(matrix, opts.seed, opts.trials, cells, studies, untuned)
+            studies.append(Study(group, spec, space))
+    return Plan(matrix, seeds, opts.trials, groups, studies, untuned)
 
 
 def startup_trials(trials: int) -> int:
@@ -205,16 +240,20 @@ def startup_trials(trials: int) -> int:
 
 def describe(p: Plan, storage: Path | None = None) -> str:
     """The dry run: tuning cells, their seeds, each study's space and the trial budget."""
-    n = p.trials
+    n, k = p.trials, len(p.seeds)
     tuned_methods = sorted({s.spec.name for s in p.studies})
-    lines = [f"tune {p.matrix.name}: {len(p.cells)} tuning cell(s) x {len(tuned_methods)} method(s) x {n} trials "
-             f"= {len(p.studies) * n} trials (Optuna TPE, {startup_trials(n)} startup trials, defaults first)",
-             f"tuning seed {p.seed}; evaluated cells use seeds {sorted(p.matrix.seeds)}; model seeds disjoint "
-             f"(tuning {sorted(cell_seeds(p.cells[0])) if p.cells else []})"]
+    first = set().union(*(cell_seeds(c) for c in p.groups[0])) if p.groups else set()
+    lines = [f"tune {p.matrix.name}: {len(p.groups)} cell(s) x {k} tuning seeds x {len(tuned_methods)} method(s) "
+             f"x {n} trials = {len(p.studies) * n} trials of {k} runs each (Optuna TPE, {startup_trials(n)} "
+             "startup trials, defaults first)",
+             f"objective: mean over the {k} tuning cells of the leaderboard's Avg Gap; a trial that diverges, "
+             "has an incomplete audit or over-unlearns on any of them fails",
+             f"tuning seeds {', '.join(map(str, p.seeds))}; evaluated cells use seeds {sorted(p.matrix.seeds)}; "
+             f"model seeds disjoint (tuning {sorted(first)})"]
     done = _progress(storage) if storage is not None and storage.is_file() else {}
-    for cell in p.cells:
-        lines.append(f"  {cell.label}")
-        for s in (s for s in p.studies if s.cell == cell):
+    for group in p.groups:
+        lines.append(f"  {group_label(group)}")
+        for s in (s for s in p.studies if s.cells == group):
             space = ", ".join(f"{k} {v}" for k, v in sorted(s.space.items()))
             fixed = f"; fixed {s.spec.kwargs}" if s.spec.params else ""
             start = f"; {done[s.name]}/{n} done" if s.name in done else ""
@@ -227,14 +266,14 @@ def describe(p: Plan, storage: Path | None = None) -> str:
 
 def estimate(p: Plan) -> str:
     """The tune's time at the matrix's stated throughputs (bench/estimate.py): the tuning cells'
-    models and yardstick audits, then every trial (one unlearning and one audit, with ``epochs``
-    at the middle of its space where it is searched); empty without throughputs."""
+    models and yardstick audits, then every trial (one unlearning and one audit per tuning cell,
+    with ``epochs`` at the middle of its space where it is searched); empty without throughputs."""
     from bench.estimate import count_work
 
     train_s, infer_s = (float(p.matrix.estimate.get(k) or 0) for k in ("train_img_s", "infer_views_s"))
     if not (train_s and infer_s):
         return ""
-    base = dataclasses.replace(p.matrix, seeds=[p.seed], methods=[MethodSpec("retrain")], tuned="")
+    base = dataclasses.replace(p.matrix, seeds=list(p.seeds), methods=[MethodSpec("retrain")], tuned="")
     models = count_work(base).seconds(train_s, infer_s)
     trials = 0.0
     for s in p.studies:
@@ -242,35 +281,12 @@ def estimate(p: Plan) -> str:
         mid = {"epochs": round((space.low + space.high) / 2)} if space is not None and space.kind == "int" else {}
         spec = MethodSpec(s.spec.name, tuple(sorted({**s.spec.kwargs, **mid}.items())))
         one = count_work(dataclasses.replace(base, methods=[MethodSpec("retrain"), spec])).seconds(train_s, infer_s)
-        trials += p.trials * (one - models) / len(p.cells)
+        trials += p.trials * (one - models) / len(p.groups)
     return (f"~{(models + trials) / 60:.0f} min ({models / 60:.0f} min of models, {trials / 60:.0f} min of trials) "
             f"at {train_s:g} train img/s, {infer_s:g} audit views/s (the matrix's estimate)")
 
 
 # --------------------------------------------------------------------------- the objective
-
-
-def objective(rows: list[MethodResult]) -> tuple[float | None, str]:
-    """(the trial's Avg Gap, "") or (None, why the trial failed): a failed row, an incomplete
-    audit, a row flagged as over-unlearning, or no Avg Gap. Mean over a sequential scenario's
-    requests, as the leaderboard's overall table averages them."""
-    if not rows:
-        return None, "the method produced no row"
-    gaps = []
-    for row in rows:
-        at = f" (request {row.request})" if len(rows) > 1 else ""
-        if row.status != "finished":
-            return None, f"{row.status}{at}: {row.reason}"
-        if row.reason:
-            return None, f"incomplete audit{at}: {row.reason}"
-        over = [f for f in row.info.get("flags", []) if f.startswith(OVER_UNLEARNING)]
-        if over:
-            return None, over[0] + at
-        gap = row.metrics.get("avg_gap")
-        if gap is None or not math.isfinite(gap):
-            return None, f"no Avg Gap{at}"
-        gaps.append(float(gap))
-    return float(np.mean(gaps)), ""
 
 
 class TuningCell:
@@ -280,7 +296,12 @@ class TuningCell:
         self.runner = CellRunner(cell, cache_root)
         self.done = frozenset(row_hashes(cell))  # a method-less cell's rows: the yardsticks, not re-emitted
         self.yardsticks: frozenset[str] | None = None  # their memoised features (after prepare)
+        self.yardstick_rows: list[MethodResult] = []  # original and floor: the report's table around a trial
         self._check_forget_sets(eval_seeds)
+
+    @property
+    def cell(self) -> Cell:
+        return self.runner.cell
 
     def _check_forget_sets(self, eval_seeds: list[int]) -> None:
         """The tuning cell's forget set is its own draw: never equal to an evaluated seed's. (The
@@ -291,23 +312,45 @@ class TuningCell:
                                d.n_test).forget
             if np.array_equal(other, r.split.forget):
                 raise ConfigError(f"tuning seed {r.cell.seed} draws the same forget set as seed {s}: "
-                                  "choose another --seed")
+                                  "choose other --seeds")
             log.info("tuning forget set shares %.1f %% of its samples with seed %d's",
                      100 * len(np.intersect1d(other, r.split.forget)) / len(r.split.forget), s)
 
     def prepare(self) -> float:
         """Train (or load) and audit the original, retrain and references; seconds taken."""
         t0 = time.perf_counter()
-        self.runner.run(self.done, methods=())
+        self.yardstick_rows = list(self.runner.run(frozenset(), methods=()).rows)
         self.yardsticks = self.runner.keep_features()
         return time.perf_counter() - t0
 
-    def evaluate(self, spec: MethodSpec) -> tuple[float | None, str, dict[str, float]]:
-        """(objective or None, failure reason, the last request's metrics) of one trial."""
+    def rows(self, spec: MethodSpec) -> list[MethodResult]:
+        """One trial's rows of ``spec`` on this cell (one per request)."""
         rows = [r for r in self.runner.run(self.done, methods=(spec,)).rows if r.method == spec.name]
         self.runner.keep_features(self.yardsticks)  # a trial's features are never read again
-        value, reason = objective(rows)
-        return value, reason, dict(rows[-1].metrics) if rows else {}
+        return rows
+
+
+Outcome = tuple[float | None, str, dict[str, float], dict[int, float]]  # objective, failure, metrics, gaps
+
+
+def evaluate_on(cells: Sequence[TuningCell], spec: MethodSpec) -> Outcome:
+    """One trial on every tuning cell, in order, stopping at the first that fails it: (the
+    objective or None, the failure, the mean over the cells run of their last request's
+    metrics, tuning seed -> Avg Gap of the cells scored)."""
+    done: list[tuple[Cell, list[MethodResult], list[MethodResult]]] = []
+    last: list[dict[str, float]] = []
+    for tc in cells:
+        rows = tc.rows(spec)
+        done.append((tc.cell, tc.yardstick_rows, rows))
+        if rows:
+            last.append(rows[-1].metrics)
+        if scoring.failure(rows):
+            break
+    value, reason, gaps = scoring.objective(done, spec.name)
+    if value is None and len(done) < len(cells):
+        reason += f" (the other {len(cells) - len(done)} tuning cell(s) not run)"
+    metrics = {k: float(np.mean([m[k] for m in last])) for k in set().union(*last) if all(k in m for m in last)}
+    return value, reason, metrics, gaps
 
 
 # --------------------------------------------------------------------------- studies
@@ -335,17 +378,17 @@ def _progress(storage: Path) -> dict[str, int]:
             for s in optuna.get_all_study_summaries(url)}
 
 
-Evaluate = Callable[[dict[str, Any]], tuple[float | None, str, dict[str, float]]]
+Evaluate = Callable[[dict[str, Any]], Outcome]
 OnTrial = Callable[[Any], None]
 
 
-def optimise(name: str, storage: str, space: Mapping[str, Space], evaluate: Evaluate, trials: int, seed: int,
-             defaults: Mapping[str, Any] | None = None, on_trial: OnTrial | None = None,
+def optimise(name: str, storage: str, space: Mapping[str, Space], evaluate: Evaluate, trials: int,
+             seeds: Sequence[int], defaults: Mapping[str, Any] | None = None, on_trial: OnTrial | None = None,
              desc: str = "") -> list[Any]:
     """Run ``name``'s study (created or resumed in ``storage``) until it has ``trials`` counted
     trials; returns the first ``trials`` of them. ``evaluate(values)`` -> (objective or None,
-    failure reason, metrics); an exception in it is not the method's failure: the trial is
-    closed uncounted and the exception propagates."""
+    failure reason, metrics, tuning seed -> Avg Gap); an exception in it is not the method's
+    failure: the trial is closed uncounted and the exception propagates."""
     optuna = _optuna()
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
@@ -358,7 +401,7 @@ def optimise(name: str, storage: str, space: Mapping[str, Space], evaluate: Eval
         log.warning("study %s: trial %d was left running by an interrupted tune; closed uncounted", name, t.number)
         study.tell(t.number, state=TrialState.FAIL)
     every = interval()
-    base = int(stable_hash([seed, name]), 16) % 2**31
+    base = int(stable_hash([list(seeds), name]), 16) % 2**31
     with tqdm(total=trials, desc=desc or name, mininterval=every, maxinterval=max(every, 10.0),
               dynamic_ncols=True) as bar:
         while True:
@@ -378,12 +421,13 @@ def optimise(name: str, storage: str, space: Mapping[str, Space], evaluate: Eval
             values = {k: s.suggest(trial, k) for k, s in space.items()}
             t0 = time.perf_counter()
             try:
-                value, reason, metrics = evaluate(values)
+                value, reason, metrics, gaps = evaluate(values)
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             trial.set_user_attr("wall_s", time.perf_counter() - t0)
             trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
+            trial.set_user_attr(GAPS, {str(k): v for k, v in gaps.items()})
             if value is None:
                 trial.set_user_attr(FAILURE, reason[:1000])
                 study.tell(trial, state=TrialState.FAIL)
@@ -410,7 +454,8 @@ def summarise(trials: list[Any], study: Study, storage_name: str) -> tuned.Metho
         values=dict(best.params) if best else {}, trials=len(trials), complete=len(ok),
         failed=len(trials) - len(ok), best=float(best.value) if best else None, default=default, objective=spread,
         wall_s=float(sum(t.user_attrs.get("wall_s", 0.0) for t in trials)), fixed=study.spec.kwargs,
-        study=storage_name)
+        study=storage_name, best_gaps={int(k): float(v) for k, v in best.user_attrs.get(GAPS, {}).items()}
+        if best else {})
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -441,16 +486,17 @@ class TrialLog:
 
         ok = t.state == TrialState.COMPLETE
         tags = {"mlflow.parentRunId": self.parent, "bench.kind": TRIAL_KIND, "bench.study": study.name,
-                "bench.study_key": study.key, "bench.method": study.spec.name, "bench.cell": study.cell.label,
+                "bench.study_key": study.key, "bench.method": study.spec.name, "bench.cell": study.label,
                 "bench.trial": str(t.number), "bench.trial_state": t.state.name,
                 "bench.reason": str(t.user_attrs.get(FAILURE, "")), "bench.defaults": str(bool(t.user_attrs.get(
                     "defaults")))}
         run = self.tracker.client.create_run(self.exp_id, tags=tags,
-                                             run_name=f"trial {t.number} {study.spec.name} | {study.cell.label}")
+                                             run_name=f"trial {t.number} {study.spec.name} | {study.label}")
         now = int(time.time() * 1000)
         metrics = {f"m.{k}": v for k, v in t.user_attrs.get("metrics", {}).items()}
         if ok:
             metrics["objective"] = t.value
+        metrics.update({f"gap.{k}": v for k, v in t.user_attrs.get(GAPS, {}).items()})  # per tuning seed
         metrics["wall_s"] = t.user_attrs.get("wall_s", 0.0)
         self.tracker.client.log_batch(
             run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
@@ -513,38 +559,41 @@ def tune(opts: TuneOptions) -> TuneSummary:
 
 
 def _run(p: Plan, opts: TuneOptions, path: Path, storage: str, t0: float) -> TuneSummary:
-    """Every study of the plan, cell by cell; tuned.yaml rewritten after each study."""
+    """Every study of the plan, one (dataset, encoder, scenario) at a time with its tuning cells'
+    runners alive; tuned.yaml rewritten after each study."""
     from threadpoolctl import threadpool_limits
 
     summary = TuneSummary(path=path)
     out = _start_file(path, p)
     trial_log = TrialLog(opts.results_dir, opts.tracking_uri, p.matrix,
-                         {"bench.tune.seed": str(p.seed), "bench.tune.trials": str(p.trials),
+                         {SEEDS_TAG: ",".join(map(str, p.seeds)), TRIALS_TAG: str(p.trials),
                           "bench.tune.methods": ",".join(sorted({s.spec.name for s in p.studies}))})
     failed = True
     try:
         with threadpool_limits(limits=1, user_api="blas"):  # as run_cell: BLAS threads only spin on audits
-            for cell in p.cells:
-                studies = [s for s in p.studies if s.cell == cell]
+            for group in p.groups:
+                studies = [s for s in p.studies if s.cells == group]
                 if not studies:
                     continue
-                tc = TuningCell(cell, opts.cache, sorted(p.matrix.seeds))
-                models_s = tc.prepare()
-                log.info("tuning cell %s ready in %.0fs", cell.label, models_s)
-                entry = tuned.CellTuning(cell.dataset, cell.encoder_label, cell.backbone, cell.scenario, cell.seed,
-                                         models_s)
+                tcs = [TuningCell(cell, opts.cache, sorted(p.matrix.seeds)) for cell in group]
+                models_s = sum(tc.prepare() for tc in tcs)
+                log.info("tuning cells %s ready in %.0fs", group_label(group), models_s)
+                c = group[0]
+                entry = tuned.CellTuning(c.dataset, c.encoder_label, c.backbone, c.scenario,
+                                         [x.seed for x in group], models_s)
                 for s in studies:
                     trial_log.backfill(s, _existing(storage, s.name))
 
-                    def evaluate(values: dict[str, Any], s: Study = s, tc: TuningCell = tc) -> Any:
-                        return tc.evaluate(s.trial_spec(values))
+                    def evaluate(values: dict[str, Any], s: Study = s, tcs: list[TuningCell] = tcs) -> Outcome:
+                        return evaluate_on(tcs, s.trial_spec(values))
 
-                    trials = optimise(s.name, storage, s.space, evaluate, p.trials, p.seed, s.defaults(),
+                    trials = optimise(s.name, storage, s.space, evaluate, p.trials, p.seeds, s.defaults(),
                                       on_trial=lambda t, s=s: trial_log.trial(s, t),
-                                      desc=f"tune {s.spec.name} {cell.encoder_label} {cell.scenario}")
+                                      desc=f"tune {s.spec.name} {c.encoder_label} {c.scenario}")
                     entry.methods[s.spec.name] = summary.studies[s.name] = summarise(trials, s, s.name)
                     out.merge(entry)
                     tuned.dump(out, path)
+                del tcs  # their models and features before the next group's
         failed = False
     finally:
         summary.seconds = time.perf_counter() - t0
@@ -562,10 +611,11 @@ def _existing(storage: str, name: str) -> list[Any]:
 
 
 def _start_file(path: Path, p: Plan) -> tuned.Tuned:
-    """The tuned.yaml to merge into: the existing one if it has this seed and budget (``--methods``
-    adds to it), else a fresh one."""
-    fresh = tuned.Tuned(p.matrix.name, p.seed, p.trials,
-                        f"optuna TPESampler, {startup_trials(p.trials)} startup trials, defaults first")
+    """The tuned.yaml to merge into: the existing one if it has these seeds and budget
+    (``--methods`` adds to it), else a fresh one."""
+    fresh = tuned.Tuned(p.matrix.name, list(p.seeds), p.trials,
+                        f"optuna TPESampler, {startup_trials(p.trials)} startup trials, defaults first",
+                        objective=OBJECTIVE)
     if not path.is_file():
         return fresh
     try:
@@ -573,4 +623,4 @@ def _start_file(path: Path, p: Plan) -> tuned.Tuned:
     except ConfigError as e:
         log.warning("replacing %s: %s", path, e)
         return fresh
-    return old if (old.seed, old.trials) == (p.seed, p.trials) else fresh
+    return old if (list(old.seeds), old.trials) == (list(p.seeds), p.trials) else fresh

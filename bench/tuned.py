@@ -1,8 +1,10 @@
 """``tuned.yaml``: the values ``python -m bench tune`` chose, and how ``run --tuned`` applies them.
 
 One entry per (dataset, encoder, backbone, scenario, method) of the tuned matrix: the chosen
-values, the trial count, the objective's best, default and spread, the tuning seed and the
-tuning wall time (SPECS section 8 says what is published). Applying it to a matrix's cells
+values, the trial count, the objective's best (with each tuning seed's Avg Gap), default and
+spread, the tuning seeds and the tuning wall time. Format 2 lists the tuning seeds under
+``seeds:``; a format-1 file (one tuning seed under ``seed:``, written before tuning scored
+several cells) still loads, as a tune on that one seed. Applying it to a matrix's cells
 is a pure function (:func:`apply`): the tuned values replace the method's defaults, and a
 value the matrix sets explicitly still wins and is reported (:func:`notes`, logged and
 stamped on the rows as the ``bench.tuned`` tag). :func:`check` is config validation's call:
@@ -26,7 +28,8 @@ from bench.config import Cell, ConfigError, Matrix, MethodSpec
 from bench.hparams import HParamError, search_space
 from bench.hparams import check as check_hparams
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # 1: a single tuning seed (``seed:``), read as ``seeds: [seed]``
 FILE = "tuned.yaml"
 TAG = "bench.tuned"  # row tag: what tuning gave the row (JSON of a note; bench/report/tuning.py reads it)
 
@@ -52,6 +55,7 @@ class MethodTuning:
     wall_s: float
     fixed: dict[str, Any] = field(default_factory=dict)  # the matrix's explicit params, held during tuning
     study: str = ""
+    best_gaps: dict[int, float] = field(default_factory=dict)  # tuning seed -> the chosen trial's Avg Gap there
 
 
 @dataclass
@@ -60,7 +64,7 @@ class CellTuning:
     encoder: str  # Cell.encoder_label
     backbone: str
     scenario: str
-    seed: int
+    seeds: list[int]
     models_s: float  # the tuning cell's original, retrain and references (trained or loaded)
     methods: dict[str, MethodTuning] = field(default_factory=dict)
 
@@ -72,11 +76,12 @@ class CellTuning:
 @dataclass
 class Tuned:
     matrix: str
-    seed: int
+    seeds: list[int]
     trials: int
     sampler: str
     cells: list[CellTuning] = field(default_factory=list)
     source: str = ""
+    objective: str = ""  # what a trial's score is, in words
 
     def lookup(self, cell: Cell) -> CellTuning | None:
         return next((c for c in self.cells if c.key == cell_key(cell)), None)
@@ -88,7 +93,7 @@ class Tuned:
             self.cells.append(cell)
         else:
             old.methods.update(cell.methods)
-            old.seed, old.models_s = cell.seed, cell.models_s
+            old.seeds, old.models_s = cell.seeds, cell.models_s
 
 
 # --------------------------------------------------------------------------- file
@@ -96,10 +101,10 @@ class Tuned:
 
 def dump(tuned: Tuned, path: Path) -> Path:
     raw = {
-        "format": FORMAT, "matrix": tuned.matrix, "seed": tuned.seed, "trials": tuned.trials,
-        "sampler": tuned.sampler,
+        "format": FORMAT, "matrix": tuned.matrix, "seeds": list(tuned.seeds), "trials": tuned.trials,
+        "sampler": tuned.sampler, "objective": tuned.objective,
         "cells": [{"dataset": c.dataset, "encoder": c.encoder, "backbone": c.backbone, "scenario": c.scenario,
-                   "seed": c.seed, "models_s": round(c.models_s, 1),
+                   "seeds": list(c.seeds), "models_s": round(c.models_s, 1),
                    "methods": {m: _method_raw(t) for m, t in sorted(c.methods.items())}} for c in tuned.cells],
     }
     path = Path(path)
@@ -113,8 +118,8 @@ def dump(tuned: Tuned, path: Path) -> Path:
 
 def _method_raw(t: MethodTuning) -> dict[str, Any]:
     return {"values": t.values, "fixed": t.fixed, "trials": t.trials, "complete": t.complete, "failed": t.failed,
-            "best": t.best, "default": t.default, "objective": t.objective, "wall_s": round(t.wall_s, 1),
-            "study": t.study}
+            "best": t.best, "best_gaps": dict(t.best_gaps), "default": t.default, "objective": t.objective,
+            "wall_s": round(t.wall_s, 1), "study": t.study}
 
 
 def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -130,6 +135,17 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _seeds(raw: Mapping[str, Any], where: str, version: int) -> list[int]:
+    """``seeds:`` (format 2: a list of distinct integers) or ``seed:`` (format 1: one integer)."""
+    if version == 1:
+        return [int(_get(raw, "seed", int, where))]
+    seeds = _get(raw, "seeds", list, where)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: 'seeds' must be a list of distinct integers, got {seeds!r}")
+    return [int(s) for s in seeds]
+
+
 def load(path: str | Path) -> Tuned:
     """Read a tuned.yaml; a missing file or a malformed entry is a one-line ConfigError."""
     path = Path(path)
@@ -139,8 +155,9 @@ def load(path: str | Path) -> Tuned:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"tuned file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in FORMATS:
         raise ConfigError(f"tuned file {path} is not a format-{FORMAT} tuned.yaml (write it with `bench tune`)")
+    version = int(raw["format"])
     where = f"tuned file {path}"
     cells = []
     for i, c in enumerate(_get(raw, "cells", list, where)):
@@ -158,14 +175,15 @@ def load(path: str | Path) -> Tuned:
                     complete=int(m.get("complete", 0)), failed=int(m.get("failed", 0)),
                     best=_number(m.get("best")), default=_number(m.get("default")),
                     objective={str(k): float(v) for k, v in (m.get("objective") or {}).items()},
-                    wall_s=float(m.get("wall_s", 0.0)), fixed=dict(m.get("fixed") or {}), study=str(m.get("study", "")))
+                    wall_s=float(m.get("wall_s", 0.0)), fixed=dict(m.get("fixed") or {}), study=str(m.get("study", "")),
+                    best_gaps={int(k): float(v) for k, v in (m.get("best_gaps") or {}).items()})
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{mw}: {e}") from None
         cells.append(CellTuning(str(_get(c, "dataset", str, cw)), str(_get(c, "encoder", str, cw)),
                                 str(_get(c, "backbone", str, cw)), str(_get(c, "scenario", str, cw)),
-                                int(_get(c, "seed", int, cw)), float(c.get("models_s", 0.0)), methods))
-    return Tuned(str(raw.get("matrix", "")), int(_get(raw, "seed", int, where)), int(_get(raw, "trials", int, where)),
-                 str(raw.get("sampler", "")), cells, source=str(path))
+                                _seeds(c, cw, version), float(c.get("models_s", 0.0)), methods))
+    return Tuned(str(raw.get("matrix", "")), _seeds(raw, where, version), int(_get(raw, "trials", int, where)),
+                 str(raw.get("sampler", "")), cells, source=str(path), objective=str(raw.get("objective", "")))
 
 
 # --------------------------------------------------------------------------- checking and applying
@@ -233,7 +251,7 @@ def apply(cells: list[Cell], tuned: Tuned) -> list[Cell]:
 def notes(matrix: Matrix, tuned: Tuned) -> dict[tuple[Key, str], dict[str, Any]]:
     """(cell key, method) -> what tuning gave its rows: the values used, those the matrix
     overrode, the matrix's other explicit values against those the study held fixed, and the
-    study's trial count, seed, best, default and spread (the row tag)."""
+    study's trial count, tuning seeds, best, default and spread (the row tag)."""
     out = {}
     for cell in {cell_key(c): c for c in matrix.cells()}.values():
         entry = tuned.lookup(cell)
@@ -247,7 +265,8 @@ def notes(matrix: Matrix, tuned: Tuned) -> dict[tuple[Key, str], dict[str, Any]]
                 "overridden": {k: v for k, v in t.values.items() if k in explicit},
                 "fixed": {k: v for k, v in explicit.items() if k not in t.values},  # the matrix's other values
                 "tuned_with": t.fixed,  # what the study held fixed
-                "trials": t.trials, "seed": entry.seed, "best": t.best, "default": t.default,
+                "trials": t.trials, "seeds": list(entry.seeds), "best": t.best, "default": t.default,
+                "best_gaps": {str(k): v for k, v in t.best_gaps.items()},
                 "objective": t.objective, "complete": t.complete, "failed": t.failed, "wall_s": t.wall_s,
                 "file": tuned.source,
             }
@@ -268,8 +287,8 @@ def tag(note: Mapping[str, Any] | None) -> str:
 
 
 def invocation_tags(matrix: Matrix) -> dict[str, str]:
-    """Tags of a ``run`` invocation's parent run: which tuned.yaml, its budget and seed."""
+    """Tags of a ``run`` invocation's parent run: which tuned.yaml, its budget and tuning seeds."""
     if not matrix.tuned:
         return {}
     tuned = load(matrix.tuned)
-    return {TAG: tuned.source, f"{TAG}.trials": str(tuned.trials), f"{TAG}.seed": str(tuned.seed)}
+    return {TAG: tuned.source, f"{TAG}.trials": str(tuned.trials), f"{TAG}.seeds": ",".join(map(str, tuned.seeds))}

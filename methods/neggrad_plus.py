@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench import Method, UnlearnContext, hp, integer, log_uniform, register_method, uniform
+from bench import Method, UnlearnContext, categorical, hp, integer, log_uniform, register_method
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+ALPHAS = (None, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)  # None: |D_r| / (|D_r| + |D_f|), the default
 
 
 @register_method(
@@ -33,13 +34,15 @@ class NegGradPlus(Method):
     10 % forget set. lr and epochs are finetune's (MUC swept ng's lr over 0.003-0.026 for
     10 epochs), so ``alpha=1`` is exactly finetune.
 
-    Search space: lr over MUC's ng sweep (log scale), epochs up to its 10; alpha uniform
-    in 0.5-0.99 (our choice: it holds MUC's implicit 0.9 at 10 % and 0.5 at 50 % forget;
-    below 0.5 the ascent outweighs the retain term)."""
+    Search space: lr over MUC's ng sweep (log scale), epochs up to its 10; alpha one of
+    None (the default: the sample-weighted alpha above) and a grid over 0.5-0.99 (our choice:
+    it holds MUC's implicit 0.9 at 10 % and 0.5 at 50 % forget; below 0.5 the ascent
+    outweighs the retain term). A categorical space, so the default lies inside it and is
+    a study's first trial like every other method's."""
 
     epochs: int = hp(10, ge=1, tune=integer(1, 10))
     lr: float = hp(0.01, gt=0, tune=log_uniform(3e-3, 3e-2))
-    alpha: float | None = hp(None, ge=0, le=1, tune=uniform(0.5, 0.99))
+    alpha: float | None = hp(None, ge=0, le=1, tune=categorical(*ALPHAS))
     weight_decay: float = hp(5e-4, ge=0)
     optimizer: str = hp("sgd", choices=OPTIMIZERS)
 
