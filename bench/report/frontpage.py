@@ -28,7 +28,8 @@ from bench.report.analysis import Analysis, Table, analyse
 from bench.report.roles import YARDSTICKS
 
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-NO_ROWS = "No published rows yet: this summary is generated from `results/<matrix>/rows.csv` once a matrix publishes them."
+NO_ROWS = ("No published rows yet: this summary is generated from `results/<matrix>/rows.csv` "
+           "once a matrix publishes them.")
 
 
 @dataclass
