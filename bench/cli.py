@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tuned", type=Path, default=None,
                      help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
 
-    tune = sub.add_parser("tune", help="tune each method on its own seed, same budget for all (SPECS section 8)")
+    tune = sub.add_parser("tune", help="tune each method on its own seed, same budget for all")
     tune.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
     tune.add_argument("--trials", type=int, default=None, help="trials per method and tuning cell (default 20)")
     tune.add_argument("--methods", default=None, help="comma-separated methods to tune (default: all with a space)")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
     rep.add_argument("--benchmarks", type=Path, default=None,
                      help="also write the leaderboard and its provenance into this file "
-                          "(BENCHMARKS.md) between <!-- leaderboard:<matrix>:start/end --> markers")
+                          "(docs/leaderboards.md) between <!-- leaderboard:<matrix>:start/end --> markers")
     _common(rep)
 
     data = sub.add_parser("data", help="data set utilities")

@@ -1,6 +1,6 @@
 """``python -m bench tune``: every method gets the same search budget, on a seed the leaderboard never sees.
 
-SPECS section 8. For each (dataset, encoder, scenario) of a matrix one *tuning cell* is built:
+For each (dataset, encoder, scenario) of a matrix one *tuning cell* is built:
 the matrix's cell at the tuning seed (default :data:`DEFAULT_SEED`), so its split, forget set,
 original, retrain and references are its own; :func:`check_seeds` refuses a seed whose
 models (training, reference and method seeds) would meet any evaluated cell's. Its models

@@ -2,7 +2,7 @@
 
 One entry per (dataset, encoder, backbone, scenario, method) of the tuned matrix: the chosen
 values, the trial count, the objective's best, default and spread, the tuning seed and the
-tuning wall time (SPECS section 8 says what is published). Applying it to a matrix's cells
+tuning wall time (what a tuned leaderboard publishes). Applying it to a matrix's cells
 is a pure function (:func:`apply`): the tuned values replace the method's defaults, and a
 value the matrix sets explicitly still wins and is reported (:func:`notes`, logged and
 stamped on the rows as the ``bench.tuned`` tag). :func:`check` is config validation's call:

@@ -1,4 +1,4 @@
-"""Fair tuning (SPECS section 8): the search finds a known optimum, a real tune on digits uses
+"""Fair tuning (docs/tuning.md): the search finds a known optimum, a real tune on digits uses
 only its own seed and feeds `run --tuned`, a SIGKILLed tune resumes to exactly N trials, and
 tuned.yaml round-trips and is refused (exit 2) when it names what the methods do not accept."""
 

@@ -1,4 +1,4 @@
-"""What the leaderboard says about tuning (SPECS section 8), from the stored rows alone.
+"""What the leaderboard says about tuning (docs/tuning.md), from the stored rows alone.
 
 A row that ran with tuned values carries the ``bench.tuned`` tag (the results frame's
 ``tuned`` column): JSON of what tuning gave it (bench/tuned.py ``notes``): the values used,
@@ -142,4 +142,4 @@ def method_lines(sub: pd.DataFrame) -> list[str]:
             f"tuning took {_duration(float(n.get('wall_s', 0.0)))}")
     if not lines:
         return []
-    return ["Tuning (Avg Gap ↓; SPECS section 8, `python -m bench tune`):", *lines]
+    return ["Tuning (Avg Gap ↓; `python -m bench tune`):", *lines]
