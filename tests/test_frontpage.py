@@ -54,7 +54,7 @@ def test_counts_over_cells_and_headline_links():
     two = pd.concat([frame(), frame().assign(dataset="svhn")])
     md = front_page({"cpu": two})
     assert summary_row(md, "simclr")[1:3] == ["good (2/2)", "bad (2/2)"]
-    assert "### [cpu](results/cpu/leaderboard.md)" in md
+    assert "### Headline: [cpu](results/cpu/leaderboard.md)" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| ") and "| bad |" in ln)
     assert [c.strip() for c in line.strip("|").split("|")][3:] == ["0/2", "2/2", "0/2"]
     widths = [ln.count("|") - 1 for ln in md.splitlines() if ln.startswith("|---")]

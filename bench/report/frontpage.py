@@ -111,7 +111,7 @@ def headline(matrix: str, an: Analysis, df: pd.DataFrame, link: str) -> list[str
     """A matrix's headline: its first like-with-like ranking (place, method, mean rank, counts)."""
     seeds = sorted({int(s) for s in df.seed}) if "seed" in df else []
     cells = len({t.cell for t in an.tables.values()})
-    out = [f"### [{matrix}]({link})", "",
+    out = [f"### Headline: [{matrix}]({link})", "",
            f"{cells} cell{'s' * (cells != 1)}, {len(seeds)} seed{'s' * (len(seeds) != 1)}; {provenance(df)}. "
            "Mean rank of mean Avg Gap within each cell (1 = closest to retrain); verdict counts over the cells.", ""]
     if not an.rankings:
@@ -167,7 +167,7 @@ def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | No
         out.append("| `{}` | {} | {} | {} |".format(enc, *encoder_rows(per_encoder[enc])))
     if not per_encoder:
         out.append("| – | no method with two seeds or more | – | – |")
-    out += ["", "## Leaderboards", ""]
+    out += [""]
     for m, an in analyses.items():
         out += headline(m, an, frames[m], links.get(m, f"results/{m}/{paths.LEADERBOARD}"))
     return "\n".join(out).rstrip() + "\n"
