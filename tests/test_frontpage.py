@@ -6,6 +6,7 @@ around its markers."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from bench.report.frontpage import END, NO_ROWS, START, front_page, main, splice
 from bench.report.roles import FLOOR
@@ -70,3 +71,19 @@ def test_no_rows_and_the_writer(tmp_path):
     assert text == f"# Title\n\nintro\n\n{START}\n{NO_ROWS}\n{END}\n\n## Rest\nkept\n"
     assert splice("# T\n\nbody\n", "x") == f"# T\n\n{START}\nx\n{END}\n\nbody\n"
     assert main([str(page), str(tmp_path / "missing.csv")]) == 2 and page.read_text() == text
+
+
+def test_the_command_reads_published_rows_files(tmp_path):
+    rows = pytest.importorskip("bench.rows")
+    df = frame()
+    df["config_hash"] = [f"h{i}" for i in range(len(df))]
+    for col in ("precision", "data.fingerprint", "code", "checkpoints", "invocation", "machine", "wall_s",
+                "command"):
+        df[col] = ""
+    csv = rows.write(df, tmp_path / "results" / "cpu" / "rows.csv")
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"# B\n\n{START}\n{END}\n")
+    assert main([str(page), str(csv)]) == 0
+    text = page.read_text()
+    assert summary_row(text, "simclr")[1:3] == ["good", "bad"]
+    assert "### Headline: [cpu](results/cpu/leaderboard.md)" in text

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.metrics import MetricSpec
 from bench.report import paths
 from bench.report.analysis import Analysis, Table, analyse
 from bench.report.roles import YARDSTICKS
@@ -136,16 +137,19 @@ def headline(matrix: str, an: Analysis, df: pd.DataFrame, link: str) -> list[str
     return out + [""]
 
 
-def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | None = None) -> str:
+def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | None = None,
+               specs: Mapping[str, MetricSpec] | None = None) -> str:
     """The summary's markdown from one results frame per published matrix (name -> frame).
 
     ``links``: matrix -> link to its full leaderboard (default ``results/<matrix>/leaderboard.md``,
-    relative to the repository root, where BENCHMARKS.md lies)."""
+    relative to the repository root, where BENCHMARKS.md lies). ``specs``: the metrics'
+    specifications (``bench.audit.metric_specs()``), with which the report computes each table's
+    Avg Gap exactly as the leaderboard does; without them the rows' stored Avg Gaps are used."""
     frames = {k: v for k, v in frames.items() if v is not None and len(v)}
     if not frames:
         return NO_ROWS
     links = dict(links or {})
-    analyses = {m: analyse(df, {}, m) for m, df in sorted(frames.items())}
+    analyses = {m: analyse(df, specs or {}, m) for m, df in sorted(frames.items())}
     per_encoder: dict[str, dict[str, Outcome]] = {}
     for an in analyses.values():
         for enc, ms in outcomes(an).items():
@@ -186,7 +190,8 @@ def splice(text: str, block: str) -> str:
     return "\n\n".join(p for p in (before, new, after) if p) + "\n"
 
 
-def write(path: Path, frames: Mapping[str, pd.DataFrame], folders: Mapping[str, Path] | None = None) -> Path:
+def write(path: Path, frames: Mapping[str, pd.DataFrame], folders: Mapping[str, Path] | None = None,
+          specs: Mapping[str, MetricSpec] | None = None) -> Path:
     """Rewrite the summary block of ``path`` (atomically). ``folders``: matrix -> its results folder
     (default ``results/<matrix>`` under the working directory); links are relative to ``path``."""
     path = Path(path)
@@ -195,7 +200,7 @@ def write(path: Path, frames: Mapping[str, pd.DataFrame], folders: Mapping[str, 
              for m, f in folders.items()}
     text = path.read_text() if path.exists() else ""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(splice(text, front_page(frames, links)))
+    tmp.write_text(splice(text, front_page(frames, links, specs)))
     os.replace(tmp, path)
     return path
 
@@ -213,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     frames: dict[str, pd.DataFrame] = {}
+    specs = None
     if files:
-        from bench import rows  # lazily: only publishing with rows needs it
+        from bench import rows  # lazily: only publishing with rows needs them
+        from bench.audit import metric_specs
 
-        frames = {f.resolve().parent.name: rows.read(f) for f in files}
-    write(page, frames, {f.resolve().parent.name: f.parent for f in files})
+        try:
+            frames = {f.resolve().parent.name: rows.read(f) for f in files}
+        except ValueError as e:  # bench.rows.RowsError is a ConfigError: one line, exit 2
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        specs = metric_specs()
+    write(page, frames, {f.resolve().parent.name: f.parent for f in files}, specs)
     print(f"wrote the summary of {len(frames)} matrix(es) into {page}")
     return 0
 
