@@ -87,3 +87,13 @@ def test_the_link_checker_finds_a_broken_link(tmp_path):
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     assert broken_links(page) == []
+
+
+def test_the_front_page_stays_a_front_page():
+    page = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert len(page.encode()) <= 30_000, "BENCHMARKS.md is a front page: move reference text to docs/"
+    assert "<!-- summary:start -->" in page and "<!-- summary:end -->" in page
+    lines = page.splitlines()
+    sep = re.compile(r"\|(\s*:?-+:?\s*\|)+")
+    widths = [lines[i - 1].count("|") - 1 for i, ln in enumerate(lines) if i and sep.fullmatch(ln)]
+    assert max(widths, default=0) <= 8
