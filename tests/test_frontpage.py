@@ -87,3 +87,11 @@ def test_the_command_reads_published_rows_files(tmp_path):
     text = page.read_text()
     assert summary_row(text, "simclr")[1:3] == ["good", "bad"]
     assert "### Headline: [cpu](results/cpu/leaderboard.md)" in text
+
+
+def test_seeds_to_decide_over_an_encoders_cells():
+    from bench.report.frontpage import _seeds_text
+
+    inf = float("inf")
+    assert (_seeds_text([3, 7]), _seeds_text([5, inf]), _seeds_text([inf])) == (
+        "~7 seeds", "~5 seeds (1 cell: no number)", "no number of seeds")

@@ -81,8 +81,8 @@ def _seeds_text(seeds: Sequence[float]) -> str:
     finite = [s for s in seeds if math.isfinite(s)]
     if not finite:
         return "no number of seeds"
-    most = int(max(finite))
-    return f"~{most} seeds" if len(finite) == len(seeds) else f"~{most} seeds where any would"
+    most, never = int(max(finite)), len(seeds) - len(finite)
+    return f"~{most} seeds" + (f" ({never} cell{'s' * (never > 1)}: no number)" if never else "")
 
 
 def encoder_rows(enc_out: Mapping[str, Outcome]) -> tuple[str, str, str]:
