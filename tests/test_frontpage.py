@@ -34,8 +34,8 @@ def frame(encoder: str = "simclr", gaps: dict = GAPS) -> pd.DataFrame:
 
 
 def summary_row(md: str, encoder: str) -> list[str]:
-    line = next(ln for ln in md.splitlines() if ln.startswith(f"| `{encoder}` |"))
-    return [c.strip() for c in line.strip("|").split("|")]
+    line = next(ln for ln in md.splitlines() if f"| `{encoder}` |" in ln)
+    return [c.strip() for c in line.strip("|").split("|")][1:]  # from the encoder on
 
 
 def test_verdicts_per_encoder_with_known_answers():
