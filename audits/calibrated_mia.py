@@ -1,4 +1,4 @@
-"""Reference-calibrated membership inference: the suite's main privacy metric (SPECS section 4).
+"""Reference-calibrated membership inference: the suite's main privacy metric.
 
 Beyond MUC. Per-sample difficulty (some images align well under any encoder)
 dominates the uncalibrated score, so each sample's score under the audited
@@ -63,7 +63,7 @@ class CalibratedMIA(Auditor):
         MetricSpec("MIA-AUC", "uncalibrated head-alignment AUC, D_f vs D_t (for comparison)",
                    ideal_retrain=True, source="EncoderMI score", headline=False),
         MetricSpec("MIA-AUC_Dr", "uncalibrated head-alignment AUC, D_r members vs D_t: the retain "
-                   "set's own membership signal", ideal_retrain=True, source="SPECS section 5"),
+                   "set's own membership signal", ideal_retrain=True, source="this benchmark (over-unlearning check)"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

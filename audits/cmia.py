@@ -1,4 +1,4 @@
-"""Classifier-level confidence attack (Song & Mittal 2021, as OPTML's SVC_MIA; SPECS section 4).
+"""Classifier-level confidence attack (Song & Mittal 2021, as OPTML's SVC_MIA).
 
 A feature of the shared linear probe's output (true-class probability; entropy;
 modified entropy) feeds an SVC (C 3, RBF, gamma "auto") trained on members (the

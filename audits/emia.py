@@ -1,4 +1,4 @@
-"""EncoderMI threshold attack (encoder-level MIA, as MUC evaluates it; SPECS section 4).
+"""EncoderMI threshold attack (encoder-level MIA, as MUC evaluates it).
 
 A member's augmented views sit closer together than a non-member's, so the score
 of an image is the mean pairwise cosine of its V views' embeddings (computed once

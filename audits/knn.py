@@ -1,4 +1,4 @@
-"""Weighted kNN accuracy on frozen backbone features (InstDisc / MoCo monitor; SPECS section 4).
+"""Weighted kNN accuracy on frozen backbone features (InstDisc / MoCo monitor).
 
 The bank is the L2-normalised clean features of D_r members plus D_v, the linear
 probe's fit set (bench/probe.py): every class is in it, the forgotten one included,

@@ -1,4 +1,4 @@
-"""Linear probe on frozen backbone features: RA, TA, TA_rest, FA, UA (SPECS section 4; MUC, SalUn).
+"""Linear probe on frozen backbone features: RA, TA, TA_rest, FA, UA (MUC, SalUn).
 
 The probe is fit on D_r members plus D_v (bench/probe.py), so it knows every class,
 the forgotten one included. TA_rest is TA over the classes that remain

@@ -1,4 +1,4 @@
-"""Linear CKA between the audited model's and retrain's backbone features (SPECS section 4).
+"""Linear CKA between the audited model's and retrain's backbone features (Kornblith et al. 2019).
 
 CKA (Kornblith et al. 2019) compares two representations of the same samples
 up to rotation and isotropic scaling, so it asks "does this encoder represent

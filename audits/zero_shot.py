@@ -1,4 +1,4 @@
-"""Zero-shot classification accuracy of image-text encoders (CLIP; SPECS section 4).
+"""Zero-shot classification accuracy of image-text encoders (CLIP).
 
 An image's class is the prompt whose text embedding is most similar
 (``ModelFeatures.class_scores``, filled by encoders with the "text" capability

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
     rep.add_argument("--benchmarks", type=Path, default=None,
                      help="also write the leaderboard and its provenance into this file "
-                          "(BENCHMARKS.md) between <!-- leaderboard:<matrix>:start/end --> markers")
+                          "(docs/leaderboards.md) between <!-- leaderboard:<matrix>:start/end --> markers")
     _common(rep)
 
     data = sub.add_parser("data", help="data set utilities")

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Path("results/cache"), help="model cache")
     ap.add_argument("--data-root", default="", help="data sets folder (default: $BENCH_DATA)")
     ap.add_argument("--encoder", help="only the cells of this encoder")
-    ap.add_argument("--benchmarks", type=Path, help="also write the table between this file's "
+    ap.add_argument("--benchmarks", type=Path, help="also write the table between this page's (docs/matrices.md) "
                     "<!-- control:<matrix>:start/end --> markers")
     args = ap.parse_args(argv)
     cells = [c for c in load_matrix(args.matrix).cells(args.data_root) if args.encoder in (None, c.encoder)]

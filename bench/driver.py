@@ -212,7 +212,7 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     """Rebuild ``<results>/<matrix>/`` (leaderboard.md, cells/*.md, figures/*.png) from MLflow
     alone, and log the same files on the experiment's report run (bench.kind=report, replacing
     the previous one); with ``benchmarks``, also write the leaderboard, with each contributing
-    invocation's provenance, between the matrix's markers in that file (BENCHMARKS.md), its links
+    invocation's provenance, between the matrix's markers in that file (docs/leaderboards.md), its links
     resolving from there."""
     tracker = Tracker(results_dir, tracking_uri)
     df = tracker.results_frame(matrix_name)

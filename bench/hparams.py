@@ -2,8 +2,8 @@
 
 A method's dataclass field declares, through :func:`hp`, its valid range (used by config
 validation: a value of the wrong type or outside the range is refused before any work)
-and, optionally, its tuning search space (used by ``python -m bench tune``; SPECS section
-8). One declaration serves both, so validation and tuning never disagree::
+and, optionally, its tuning search space (used by ``python -m bench tune``,
+docs/tuning.md). One declaration serves both, so validation and tuning never disagree::
 
     @dataclass
     class Finetune(Method):

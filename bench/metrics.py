@@ -16,7 +16,7 @@ class MetricSpec:
     description: str
     higher_is_better: bool | None = None  # None: neither; see ideal_retrain
     ideal_retrain: bool = False  # the ideal value is retrain's (a "gap" metric)
-    avg_gap: bool = False  # part of Avg Gap (SPECS section 4)
+    avg_gap: bool = False  # part of Avg Gap (docs/metrics.md)
     replaces: str = ""  # in Avg Gap, stands in for this metric where both are reported (TA_rest for TA)
     scale: float = 1.0  # multiply before taking the gap (AUCs x 100)
     source: str = ""

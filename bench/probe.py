@@ -1,7 +1,7 @@
 """The frozen-feature linear probe shared by every auditor that needs class probabilities.
 
 An L-BFGS multinomial logistic regression on standardised backbone features
-(SPECS section 4 accepts it as the fast equivalent of MUC's 100-epoch SGD probe),
+(the fast equivalent of MUC's 100-epoch SGD probe, which this benchmark accepts in its place),
 fit once per model and memoised on its ModelFeatures.
 
 It is fit on D_r members plus D_v (:data:`FIT_SPLITS`), in every scenario: labelled

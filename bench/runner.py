@@ -307,7 +307,7 @@ class CellRunner:
 
     def flag(self, rows: list[MethodResult], r: int, orig: dict[str, float],
              retrain: dict[str, float], views: dict[str, DataView]) -> None:
-        """SPECS section 5 sanity flags of request ``r`` into each row's info (bench/report/flags.py)."""
+        """The sanity flags of request ``r`` into each row's info (bench/report/flags.py)."""
         mine = [row for row in rows if row.request == r]
         sizes = {k: len(v) for k, v in views.items()}
         flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished" or row.method == FLOOR},

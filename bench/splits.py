@@ -1,4 +1,4 @@
-"""Forget scenarios and the train/val/forget/retain/test split (SPECS section 1).
+"""Forget scenarios and the train/val/forget/retain/test split (docs/protocol.md).
 
 Splits are pure functions of (labels, scenario, seed, sizes): numpy's PCG64 with
 an explicit seed gives the same indices on any machine. D_v, D_f, D_r (train

@@ -117,10 +117,10 @@ class ForgetLookup:
 class AlignmentCalibration(Method):
     """MUC's released runs (``scrips/template/ac_*.sh``): MoCo, 10 epochs, SGD lr 0.006
     constant (momentum 0.9, weight decay 5e-4 as its pretraining), beta 0, alpha 0.8-1.8
-    (10 % forget) or 0.4-0.9 (50 %); SPECS gives 0.8-2.0 / 0.4-1.0. alpha 1.0 is the one
+    (10 % forget) or 0.4-0.9 (50 %), widened here to 0.8-2.0 / 0.4-1.0. alpha 1.0 is the one
     value inside both.
 
-    Search space: alpha uniform 0.4-2.0 (SPECS' two ranges joined: one space serves
+    Search space: alpha uniform 0.4-2.0 (the two ranges joined: one space serves
     every scenario); lr log-uniform 0.003-0.03 (our choice: MUC fixes 0.006, inside it;
     it is MUC's finetune sweep); epochs up to MUC's 10. beta stays 0, as every released
     run (the code's ``--beta``)."""

@@ -8,8 +8,8 @@ s_ij = z_i^u . z_j^r / tau minus the detached row max:
 
 Supervised (encoders with ``logits``): P(i) = retain samples of another class (pulled
 toward), N(i) = retain samples of the same class (pushed away); the log term is
-dropped where N(i) is empty (class unlearning). Label-free encoders (SPECS' SSL
-adaptation): P(i) = all retain samples, N(i) = the other augmented views of x_i itself,
+dropped where N(i) is empty (class unlearning). Label-free encoders (this benchmark's
+self-supervised adaptation): P(i) = all retain samples, N(i) = the other augmented views of x_i itself,
 and the CE term becomes the encoder's own objective on the retain batch. The variant is
 chosen by capability, never by encoder name. Each forget batch is used for
 ``retain_batches`` (4) steps, each with a fresh retain batch, as in the paper's code.

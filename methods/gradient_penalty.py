@@ -4,7 +4,7 @@ The paper's exact equations are not public; its text gives only the outline: a
 member-data training term ("MEMtrain") plus a WGAN-GP-style gradient penalty on
 member data ("MEMGP"), a first stage that used member and non-member gradients,
 and a final form that needs member (forget) data only. This file implements the
-reading fixed in SPECS section 2, so every result of it is labelled
+reading this benchmark fixes (docs/methods.md), so every result of it is labelled
 "reconstructed" (``ctx.info["reconstructed"]``):
 
     L = -mean_i min(l(x_i), c_loss) + lambda * mean_i (||grad_x l(x_i)||_2 - c_grad)^2,  x_i in D_f
@@ -101,7 +101,7 @@ def measure_caps(
     "gradient_penalty",
     needs=("forget", "val", "retain"),
     requires=("views",),
-    source="Wang and Chen 2024 (RECONSTRUCTED from the paper's outline; SPECS section 2)",
+    source="Wang and Chen 2024 (RECONSTRUCTED from the paper's outline)",
     description="RECONSTRUCTED seed paper: capped ascent on D_f + input-gradient penalty",
 )
 @dataclass
@@ -109,7 +109,7 @@ class GradientPenalty(Method):
     """RECONSTRUCTED (see the module docstring). Retain data is read only when
     ``stage == "two_sided"`` and ``mu > 0``; D_v (non-members) sets the caps.
 
-    Defaults are SPECS' (5 epochs, lambda 10, Adam lr 1e-4). The paper publishes no sweep,
+    Defaults are this benchmark's (5 epochs, lambda 10, Adam lr 1e-4). The paper publishes no sweep,
     so the search space is ours: lr log-uniform 1e-5-1e-3 (a decade either side of the
     default), epochs 1-10 (the follow-up paper's protocol runs 10 unlearning epochs) and
     lambda log-uniform 0.1-100 (WGAN-GP's 10 in the middle). The stage and mu are the

@@ -46,8 +46,8 @@ class L1Sparse(Method):
     0.006; the default 5e-4 sits in that range. lr, weight decay and optimizer are
     finetune's, so ``lam=0`` is exactly finetune.
 
-    Search space: lambda log-uniform over SPECS' 1e-6-1e-3 (MUC's sweep, widened at the
-    bottom as SPECS does); lr over finetune's (MUC's ft sweep, which holds 0.006); epochs
+    Search space: lambda log-uniform over 1e-6-1e-3 (MUC's sweep, widened at the
+    bottom); lr over finetune's (MUC's ft sweep, which holds 0.006); epochs
     up to MUC's 10 (the lower end is our choice)."""
 
     epochs: int = hp(10, ge=1, tune=integer(1, 10))

@@ -12,8 +12,9 @@ gamma * task + alpha * KL. Batches: 512 on D_f and 256 on D_r, the sizes the not
 loaders (``augment=False``); ``augment`` switches the supervised reading to augmented views.
 KL is the reference's ``DistillKL``: KL(p_teacher || p_student) of the softmax at
 temperature T, times T^2, averaged over rows (the paper's d(x; w^u) = KL(p(f(x; w^o)) ||
-p(f(x; w^u)))). SPECS writes "KL(student || teacher)"; the reference code and paper use the
-teacher-first direction, which is what runs here. Defaults T 4, 2 max passes, 3 epochs,
+p(f(x; w^u)))). The reference code and paper use the teacher-first direction (not
+KL(student || teacher), as this benchmark once described it), which is what runs here.
+Defaults T 4, 2 max passes, 3 epochs,
 gamma 0.99, alpha 0.001 (the notebook's CIFAR settings; its lr decay at epochs [3, 5, 9]
 never fires within 3 epochs and its SWA smoothing starts at epoch 10, so neither is kept).
 

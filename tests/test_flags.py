@@ -49,7 +49,7 @@ def test_over_unlearning_by_ta_collapse():
 
 
 def test_over_unlearning_by_erased_retain_signal():
-    # SPECS section 5's measured case: retain signal 0.58 -> 0.49 at retrain-level forget AUC
+    # the measured case of docs/metrics.md (sanity facts): retain signal 0.58 -> 0.49 at retrain-level forget AUC
     f = flags_of({"ga": {"TA": 49.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}})
     assert f.methods["ga"][0].startswith("over-unlearning") and "retain signal" in f.methods["ga"][0]
 

@@ -7,7 +7,7 @@ checks that a perturbed equation (a weight x 1.1, a wrong sign, another temperat
 would fail the same comparison. The encoder is a linear map W with closed-form
 per-sample losses and gradients, so no expected value leans on autograd.
 
-Also here: the MoCo and BatchNorm fixes of issue 16 (NegGrad+'s two terms see one
+Also here: the MoCo and BatchNorm fixes of the fidelity review (NegGrad+'s two terms see one
 pre-step queue; AC's beta term never forwards a forget-only batch; SimCLR forwards each
 view alone).
 """
@@ -400,7 +400,7 @@ def test_moco_keys_held_by_a_restored_measurement_never_reach_the_queue() -> Non
 
 
 def _cu_equation(zu: np.ndarray, zr: np.ndarray, pull: np.ndarray, push: np.ndarray, tau: float) -> float:
-    """SPECS' L_UL, row by row: s = zu zr^T / tau minus the row max, log term dropped where N(i)
+    """The L_UL of docs/methods.md, row by row: s = zu zr^T / tau minus the row max, log term dropped where N(i)
     is empty, rows with an empty P(i) left out."""
     rows = []
     for i in range(len(zu)):

@@ -1,6 +1,6 @@
-"""Issue 15's smoke acceptance on a tiny digits run, so CI guards it: a small leaderboard, no table
+"""The report's acceptance on a tiny digits run, so CI guards it: a small leaderboard, no table
 wider than 8 columns, the floor and the original's Avg Gap in every cell, like-with-like rankings,
-pictures beside the markdown with every relative link resolving (also from BENCHMARKS.md), the
+pictures beside the markdown with every relative link resolving (also from a published page), the
 report run in MLflow, and resume adding the floor row to a store that lacks it."""
 
 from __future__ import annotations

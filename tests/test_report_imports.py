@@ -1,4 +1,4 @@
-"""Import structure (issue 15, item 6): the report room never imports the runner, methods,
+"""Import structure: the report room never imports the runner, methods,
 auditors or executors (nor bench.tracking, which imports the runner), and bench/ has no import
 circle. Imports inside functions count."""
 

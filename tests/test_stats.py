@@ -147,6 +147,7 @@ def test_publish_splices_between_markers() -> None:
     assert "| 1970-01-01 00:00 | `python -m bench run --matrix cpu` | abc | EPYC (2 cores) | " \
            "1h 02m 05s | 18 / 0 |" in block
     assert "### Leaderboard: cpu" in block and "#### cifar10" in block
+    assert block.startswith("Written by `python -m bench report --matrix cpu --benchmarks docs/leaderboards.md`")
     once = splice(page, "cpu", block)
     lines = once.splitlines()
     assert lines.index("<!-- leaderboard:cpu:start -->") < lines.index("## Next")

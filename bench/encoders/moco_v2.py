@@ -61,12 +61,12 @@ class StepQueue(MemoryBankModule):
 @register_encoder(
     "moco_v2",
     framework="lightly",
-    description="MoCo v2: linear head (SPECS/MUC), key encoder EMA 0.99, NT-Xent tau 0.1 + bank",
+    description="MoCo v2: linear head (MUC), key encoder EMA 0.99, NT-Xent tau 0.1 + bank",
 )
 class MoCoV2(MomentumEncoder):
     """Query = online backbone + head on view 1; key = momentum copies on view 2.
 
-    Head: SPECS (MUC's recipe) gives a *linear* 512-128 head (``head_layers=1``, built with
+    Head: MUC's recipe uses a *linear* 512-128 head (``head_layers=1``, built with
     lightly's ``ProjectionHead``); the MoCo v2 paper's 2-layer MLP is ``head_layers=2``
     (lightly's ``MoCoProjectionHead``).
 

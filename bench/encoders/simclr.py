@@ -19,11 +19,11 @@ class SimCLR(Encoder):
     batch mean equals lightly's reduced loss exactly.
 
     BatchNorm: each view batch goes through the network in its own forward (two batches of
-    B), as lightly's SimCLR example and MUC's code (the recipe SPECS follows, and AC's
+    B), as lightly's SimCLR example and MUC's code (the recipe this benchmark follows, and AC's
     reference) do, in training and in every method that calls ``pair_loss``. The SimCLR
     paper's global BN normalises the 2B concatenation instead; that couples the two views'
     statistics and gives another loss on the same weights (4e-3 on a batch of 128 in train mode,
-    BENCHMARKS.md "Fidelity"; FIDELITY.md measured 3e-2 on its own setup)."""
+    docs/methods.md, "Fidelity"; an independent review measured 3e-2 on its own setup)."""
 
     version = 3  # 2: NT-Xent in fp32 under bf16 autocast; 3: one forward per view (BN over B)
 

@@ -1,4 +1,4 @@
-"""Cell-level sanity flags from the rows' metrics (SPECS section 5): when to distrust a column.
+"""Cell-level sanity flags from the rows' metrics (the sanity facts of docs/metrics.md): when to distrust a column.
 
 A pure function of metric tables and split sizes, so it is tested on hand-made
 tables and recomputed identically anywhere. "Within noise" always means within
@@ -12,8 +12,8 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
 - cell ``no membership signal``: the original's cMIA-AUC - 0.5 < Z SE. The cell's
   privacy columns (:data:`PRIVACY_METRICS`) then rank nothing.
 - cell ``uncalibrated auditors cannot separate members``: the original's FA - TA
-  or retrain's EMIA - the original's EMIA is not above noise (SPECS: "FA >= TA
-  and EMIA below retrain's, or the run says the auditors cannot separate"). Not for
+  or retrain's EMIA - the original's EMIA is not above noise (an original that
+  memorised its members has FA >= TA and EMIA below retrain's; otherwise the run must say so). Not for
   class forgetting.
 - cell ``attacks at chance``: an attack's fit (balanced accuracy, D_r vs D_t) on
   the original is within noise of 50 %; its D_f column (EMIA, CMIA, ...) then

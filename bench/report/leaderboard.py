@@ -1,4 +1,4 @@
-"""The headline: ``results/<matrix>/leaderboard.md``, a page a person reads in a minute (SPECS section 7).
+"""The headline: ``results/<matrix>/leaderboard.md``, a page a person reads in a minute (docs/statistics.md).
 
 First the like-with-like rankings across cells (bench/report/ranking.py), then per cell
 (and request) one table of at most 8 columns: method, seeds, verdict against the noise
@@ -9,7 +9,7 @@ utility (TA - retrain's TA), forgetting (cMIA-AUC; its ideal is retrain's), cost
 on the cell's details page (bench/report/details.py), linked from its heading.
 
 Links are relative; ``root`` is the path from the page's location to ``results/<matrix>/``
-("" for the leaderboard itself, ``results/<matrix>/`` when it is published into BENCHMARKS.md).
+("" for the leaderboard itself, ``results/<matrix>/`` when it is published into a page of docs/, relative to that page).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LEGEND = (
     "group (not significantly worse than the lowest mean; paired, Holm). TA − retrain: utility gap "
     "(TA_rest when a class is forgotten); ≈R: ideal is retrain's; cost: unlearning time as % of "
     "retrain's training. Details pages: every metric, the tests, per-seed values, sanity facts, "
-    "flags; BENCHMARKS.md (Statistics): the tests' assumptions."
+    "flags; docs/statistics.md: the tests' assumptions."
 )
 
 

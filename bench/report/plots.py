@@ -1,6 +1,6 @@
 """The report's pictures as PNG bytes (matplotlib, headless): a cell's trade-off, ranks across cells.
 
-- Trade-off (SPECS section 7): x is the forgetting gap to retrain, y the utility gap
+- Trade-off: x is the forgetting gap to retrain, y the utility gap
   (TA - retrain's TA); retrain sits at the origin by construction. One point per method at
   its mean over seeds with seed-std error bars; the original (doing nothing) is marked; the
   shaded band is where the reference retrain (exact unlearning with another seed) lands:

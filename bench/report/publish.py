@@ -1,10 +1,11 @@
-"""Provenance of a run, and publishing a matrix's leaderboard into BENCHMARKS.md.
+"""Provenance of a run, and publishing a matrix's leaderboard into a documentation page.
 
 A published number must say where it came from without anyone typing it: the
 driver stores the exact command, the git commit, the machine and (at the end) the
 wall time as tags on the invocation's MLflow parent run, and ``python -m bench
-report --benchmarks BENCHMARKS.md`` writes the leaderboard plus those tags between
-``<!-- leaderboard:<matrix>:start -->`` and ``<!-- leaderboard:<matrix>:end -->``.
+report --benchmarks docs/leaderboards.md`` writes the leaderboard plus those tags between
+``<!-- leaderboard:<matrix>:start -->`` and ``<!-- leaderboard:<matrix>:end -->`` of that page
+(docs/tuning.md holds the ``tune-cpu`` block; ``bench.control`` writes its blocks the same way).
 """
 
 from __future__ import annotations
@@ -124,14 +125,14 @@ def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def leaderboard_block(matrix: str, leaderboard_md: str,
-                      invocations: Sequence[Mapping[str, Any]]) -> str:
-    """The text between the markers: provenance, then the leaderboard with headings demoted
-    two levels (it sits under BENCHMARKS.md's ``## Leaderboards``)."""
+                      invocations: Sequence[Mapping[str, Any]], page: str = "docs/leaderboards.md") -> str:
+    """The text between the markers of ``page``: provenance, then the leaderboard with headings
+    demoted two levels (it sits under a ``## <section>`` of that page)."""
     body = []
     for line in leaderboard_md.strip().splitlines():
         body.append("##" + line if line.startswith("#") else line)
     total = sum(wall_seconds(i) or 0.0 for i in invocations)
-    head = [f"Written by `python -m bench report --matrix {matrix} --benchmarks BENCHMARKS.md` "
+    head = [f"Written by `python -m bench report --matrix {matrix} --benchmarks {page}` "
             "from the MLflow store; nothing below is typed by hand. The results come from "
             f"these invocations (total wall time {_duration(total)}):", "",
             *invocations_markdown(invocations), ""]
@@ -159,7 +160,7 @@ def splice(text: str, matrix: str, block: str, kind: str = "leaderboard") -> str
 def publish(path: Path, matrix: str, leaderboard_md: str,
             invocations: Sequence[Mapping[str, Any]]) -> Path:
     """Rewrite the matrix's leaderboard block in ``path`` (atomically)."""
-    return write_block(path, matrix, leaderboard_block(matrix, leaderboard_md, invocations))
+    return write_block(path, matrix, leaderboard_block(matrix, leaderboard_md, invocations, Path(path).as_posix()))
 
 
 def write_block(path: Path, matrix: str, block: str, kind: str = "leaderboard") -> Path:

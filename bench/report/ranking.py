@@ -1,4 +1,4 @@
-"""Ranking methods across cells, like with like (SPECS section 7; Demšar 2006).
+"""Ranking methods across cells, like with like (Demšar 2006).
 
 Raw Avg Gaps are never averaged across cells: cells differ in scale, and methods that run
 on a subset of encoders would be compared over other cells than the rest. Instead:

@@ -1,4 +1,4 @@
-"""SPECS section 5's sanity facts, seed by seed, as the leaderboard prints them under each cell.
+"""The sanity facts (docs/metrics.md), seed by seed, as the leaderboard prints them under each cell.
 
 The flags (bench/report/flags.py) say *when* a fact fails; this table shows every fact's value on
 every seed and how far it sits from its ideal in standard errors, so a reader can judge
@@ -134,7 +134,7 @@ def sanity_table(sub: pd.DataFrame, class_forgetting: bool = False) -> list[str]
     cols = [c for c in COLUMNS if any(c in f for f in per_seed.values())]
     if not cols:
         return []
-    lines = ["Sanity facts (SPECS section 5; bench/report/sanity.py): each value with its distance from the "
+    lines = ["Sanity facts (bench/report/sanity.py): each value with its distance from the "
              "ideal in standard errors; each header states its column's fact, and ⚑ marks a seed where "
              "that fact fails. The mean row's SE is that of a mean of independent draws."
              + (" Split sizes backfilled from the matrix's splits." if backfilled else ""), "",

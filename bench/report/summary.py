@@ -1,4 +1,4 @@
-"""Cell-level summary metrics: run time, memory, and Avg Gap to retrain (SPECS section 4)."""
+"""Cell-level summary metrics: run time, memory, and Avg Gap to retrain (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SUMMARY_METRICS = (
     ),
     MetricSpec(
         "avg_gap_all",
-        "Avg Gap over all six metrics, noisy ones included (SPECS' literal definition)",
+        "Avg Gap over all six metrics, noisy ones included (the literal definition)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),

@@ -1,4 +1,4 @@
-"""The verdict of one method in one cell, paired by seed against the noise floor (SPECS section 7).
+"""The verdict of one method in one cell, paired by seed against the noise floor (docs/statistics.md).
 
 Methods of a cell share each seed's original, retrain and reference retrain, so a
 method's Avg Gap on seed s is compared with the floor's (the reference retrain's Avg
