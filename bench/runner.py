@@ -176,11 +176,21 @@ class CellRunner:
         enc.eval()
         return enc, float(meta["seconds"])
 
+    @property
+    def reads(self) -> frozenset[str]:
+        """What the cell's auditors read of a model (bench.features.READS): all that is extracted."""
+        out: set[str] = set()
+        for name in self.cell.auditors:
+            cls = registry.auditors.get(name)
+            if cls.requires <= self.encoder_cls.capabilities:  # as audit() skips the others
+                out |= cls.reads
+        return frozenset(out)
+
     def features(self, enc: Encoder, name: str, views: dict[str, DataView], request: int) -> ModelFeatures:
         key = f"{request}:{state_hash(enc)}"
         if key not in self._features:
             self._features[key] = extract(
-                enc, name, views, self.cell.audit, self.device, self.cell.precision, self.cell.seed
+                enc, name, views, self.cell.audit, self.device, self.cell.precision, self.cell.seed, self.reads
             )
         mf = self._features[key]
         return dataclasses.replace(mf, name=name) if mf.name != name else mf
