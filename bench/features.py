@@ -32,6 +32,7 @@ from bench.data import Batch, DataView
 from bench.device import autocast
 from bench.encoders.base import Encoder
 
+VERSION = 1  # bump when extract's output changes: stored yardstick features are keyed by it (bench/auditcache.py)
 ALIGN_SAMPLES = 8  # forget images drawn in the alignment-matrix heat map
 # Splits that only fit the probe and the kNN bank (bench/probe.py): clean features and labels.
 FIT_ONLY = frozenset({"val"})
