@@ -80,7 +80,8 @@ class CellRunner:
         self.cache = ModelCache(cache_root)
         self.stored = AuditCache(cache_root)  # the yardsticks' features and audits (bench/auditcache.py)
         self.device = resolve_device(cell.device)
-        self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None)
+        self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None,
+                                            cache=cache_root)
         if cell.data_fingerprint and cell.data_fingerprint != self.data.fingerprint:  # edited mid-run
             raise RuntimeError(f"{cell.dataset} changed on disk since the run was validated (content "
                                f"{self.data.fingerprint}, validated {cell.data_fingerprint}): run again")
