@@ -9,6 +9,7 @@ batches are index lookups rather than a DataLoader with PIL workers.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -151,5 +152,6 @@ def load_dataset(spec: str, root: Path | None = None, download: bool = False, re
         problem = loader.check(root, arg, download)
         if problem:
             raise DataUnavailableError(problem)
-        _MEMO[key] = loader.load(root, arg, download, cache=decode_cache(cache))
+        takes_cache = "cache" in inspect.signature(loader.load).parameters  # a plugin's loader may not
+        _MEMO[key] = loader.load(root, arg, download, **({"cache": decode_cache(cache)} if takes_cache else {}))
     return _MEMO[key]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from bench import registry
 from bench.config import Cell, Matrix
 from bench.data import parse_dataset
+from bench.features import READS
 from bench.splits import parse_scenario
 
 TRAIN_VIEWS = 2  # a training image is two augmented views, forward and backward
@@ -105,7 +106,8 @@ def _count_cell(cell: Cell, shape: tuple[int, int, int, int], work: Work, origin
     reads: set[str] = set()  # what the cell's auditors read: only that is extracted (bench/features.py)
     for name in cell.auditors:
         aud = registry.auditors.get(name) if name in registry.auditors else None
-        reads |= aud.reads if aud is not None and (enc is None or aud.requires <= enc.capabilities) else set()
+        if aud is not None and (enc is None or getattr(aud, "requires", frozenset()) <= enc.capabilities):
+            reads |= getattr(aud, "reads", READS)
     views_per_image = (("feats" in reads or "class_scores" in reads) + cell.audit.views * ("views" in reads)
                        + OBJECTIVE_DRAWS * 2 * ("loss" in reads))
     for r in range(sc.k):

@@ -30,8 +30,8 @@ from bench.context import UnlearnContext
 from bench.data import DataView, ImageData, load_dataset
 from bench.device import PeakMemory, compile_backbone, place, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
+from bench.features import READS, ModelFeatures, extract, state_hash
 from bench.features import VERSION as FEATURES_VERSION
-from bench.features import ModelFeatures, extract, state_hash
 from bench.report.flags import cell_flags, noisy_metrics
 from bench.report.roles import FLOOR
 from bench.report.summary import avg_gap
@@ -187,7 +187,7 @@ class CellRunner:
         for name in self.cell.auditors:
             cls = registry.auditors.get(name)
             if cls.requires <= self.encoder_cls.capabilities:  # as audit() skips the others
-                out |= cls.reads
+                out |= getattr(cls, "reads", READS)  # an auditor that does not say reads everything
         return frozenset(out)
 
     def features(self, enc: Encoder, name: str, views: dict[str, DataView], request: int,
@@ -242,7 +242,8 @@ class CellRunner:
             "code": {"features": FEATURES_VERSION, "encoder": self.encoder_cls.version},
         }
         if kind == "audit":
-            ident |= {"auditors": {n: registry.auditors.get(n).version for n in sorted(self.cell.auditors)},
+            versions = {n: getattr(registry.auditors.get(n), "version", 1) for n in sorted(self.cell.auditors)}
+            ident |= {"auditors": versions,
                       "num_classes": self.data.num_classes, "forgotten": list(self.forgotten_classes)}
         return stable_hash(ident)
 
