@@ -70,6 +70,7 @@ class AlignmentGap(Auditor):
     """Mean positive-pair alignment per split, align(D_f) - align(D_t), the view-matrix figure."""
 
     kind = "privacy"
+    reads = frozenset({"views"})
     metrics = (
         MetricSpec("align_Df", "mean pairwise cosine of V views' head embeddings on D_f",
                    ideal_retrain=True, source="Wang & Isola 2020", headline=False),

@@ -54,6 +54,7 @@ class CalibratedMIA(Auditor):
     """Reference-calibrated alignment / loss attack: AUC of D_f vs D_t after calibration."""
 
     kind = "privacy"
+    reads = frozenset({"views", "loss"})
     metrics = (
         MetricSpec("cMIA-AUC", "AUC of head alignment minus the reference's (z-score if K >= 2), "
                    "D_f vs D_t", ideal_retrain=True, avg_gap=True, scale=100.0,

@@ -74,6 +74,7 @@ class ConfidenceMIA(Auditor):
     """SVC confidence attack on the linear probe: CMIA and its entropy variants."""
 
     kind = "privacy"
+    reads = frozenset({"feats"})
     metrics = (
         MetricSpec("CMIA", "% of D_f the SVC on true-class probability calls non-member",
                    ideal_retrain=True, avg_gap=True, source="Song & Mittal 2021; OPTML SVC_MIA"),

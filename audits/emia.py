@@ -55,6 +55,7 @@ class EncoderMI(Auditor):
     """EncoderMI threshold attack on view alignment, backbone (EMIA) and head (EMIA_head)."""
 
     kind = "privacy"
+    reads = frozenset({"views"})
     metrics = (
         MetricSpec("EMIA", "% of D_f the backbone-alignment threshold calls non-member",
                    ideal_retrain=True, avg_gap=True, source="EncoderMI (Liu et al. 2021); MUC"),

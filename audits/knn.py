@@ -54,6 +54,7 @@ def knn_predict(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, num_cla
 class WeightedKNN(Auditor):
     """Weighted kNN (k 200, tau 0.1) with D_r members + D_v as the bank: accuracy per split."""
 
+    reads = frozenset({"feats"})
     metrics = (
         MetricSpec("kNN_RA", "weighted-kNN accuracy (%) on D_r members, leave-one-out",
                    higher_is_better=True, ideal_retrain=True, source="Wu et al. 2018; MoCo", headline=False),

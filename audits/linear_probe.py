@@ -18,6 +18,7 @@ from bench.probe import probe_probs
 
 @register_auditor("linear_probe")
 class LinearProbe(Auditor):
+    reads = frozenset({"feats"})
     metrics = (
         MetricSpec("RA", "probe accuracy on D_r (%)", higher_is_better=True, ideal_retrain=True,
                    avg_gap=True, source="MUC; SalUn"),

@@ -26,6 +26,7 @@ class RepresentationDistance(Auditor):
     """Linear CKA to retrain's features on D_f and on D_t."""
 
     kind = "representation"
+    reads = frozenset({"feats"})
     metrics = (
         MetricSpec("CKA_Df", "linear CKA of backbone features with retrain's, on D_f",
                    higher_is_better=True, source="Kornblith et al. 2019"),

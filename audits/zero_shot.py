@@ -21,6 +21,7 @@ def top1(scores: np.ndarray, labels: np.ndarray) -> float:
 class ZeroShot(Auditor):
     """Zero-shot top-1 accuracy on D_r, D_f, D_t from the encoder's class-prompt scores."""
 
+    reads = frozenset({"class_scores"})
     requires = frozenset({"text"})
     metrics = (
         MetricSpec("ZS_RA", "zero-shot accuracy (%) on D_r members", higher_is_better=True,

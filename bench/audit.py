@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.config import AuditOptions
-from bench.features import ModelFeatures
+from bench.features import READS, ModelFeatures
 from bench.metrics import MetricSpec
 from bench.registry import auditors
 
@@ -38,6 +38,11 @@ class Auditor:
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     requires: ClassVar[frozenset[str]] = frozenset()  # encoder capabilities needed
+    # what it reads of ModelFeatures (bench.features.READS): the runner extracts only the union
+    # over the cell's auditors. Default: everything, so an auditor that does not say still works.
+    reads: ClassVar[frozenset[str]] = READS
+    # bump when what it computes changes: the yardsticks' cached audits are keyed by it (bench/auditcache.py)
+    version: ClassVar[int] = 1
     kind: ClassVar[str] = "utility"  # utility | privacy | representation: column order in tables
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

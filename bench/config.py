@@ -474,14 +474,15 @@ def _check_classes(matrix: Matrix, spec: str, num_classes: int) -> None:
 
 
 def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download: bool = False,
-             executor: str = "local") -> list[str]:
+             executor: str = "local", cache: Path | None = None) -> list[str]:
     """Raise :class:`ConfigError` on the first problem; return warnings (data absent when not checked).
 
     Cheap checks first (names, types, ranges), the data last: with ``check_data`` each data set
     present on disk is loaded here (memoised for the run: bench.data.load_dataset), so a corrupt
     image, a class the data set lacks or a split its sizes cannot draw is refused before any work.
     ``executor``: a CUDA device is checked here only for the local executor (others run cells on
-    other machines). Method parameters come back coerced to their declared types."""
+    other machines). ``cache``: the model cache folder, where decoded images are kept (bench.data).
+    Method parameters come back coerced to their declared types."""
     from bench.data import DataUnavailableError, check_dataset, load_dataset, parse_dataset
 
     warnings: list[str] = []
@@ -532,7 +533,7 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
             continue
         if check_data and check_dataset(ds, data_root, False) is None:  # on disk: decode it once now
             try:
-                data = load_dataset(ds, data_root, reload=True)
+                data = load_dataset(ds, data_root, reload=True, cache=cache)
             except DataUnavailableError as e:
                 raise ConfigError(str(e)) from None
             except Exception as e:  # a loader's own failure, in one line

@@ -9,6 +9,7 @@ batches are index lookups rather than a DataLoader with PIL workers.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -99,13 +100,25 @@ class Batch:
         return int(self.x.shape[0])
 
 
+def user_cache() -> Path:
+    """The user's cache folder of the suite (``$XDG_CACHE_HOME/unlearn-bench``, else ``~/.cache/unlearn-bench``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unlearn-bench"
+
+
 def default_data_root() -> Path:
     """``$BENCH_DATA`` or the user's cache dir (``~/.cache/unlearn-bench/data``)."""
     env = os.environ.get("BENCH_DATA")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unlearn-bench" / "data"
+    return user_cache() / "data"
+
+
+def decode_cache(cache: Path | None = None) -> Path:
+    """Where decoded image trees are kept: ``<cache>/decoded`` (the command's model cache folder),
+    else ``decoded`` in the user's cache folder; never the data root, which may be read-only or
+    shared and is the user's to fill."""
+    return (Path(cache) if cache is not None else user_cache()) / "decoded"
 
 
 def parse_dataset(spec: str) -> tuple[str, str | None]:
@@ -124,11 +137,13 @@ def check_dataset(spec: str, root: Path, download: bool = False) -> str | None:
 _MEMO: dict[tuple[str, str], ImageData] = {}
 
 
-def load_dataset(spec: str, root: Path | None = None, download: bool = False, reload: bool = False) -> ImageData:
+def load_dataset(spec: str, root: Path | None = None, download: bool = False, reload: bool = False,
+                 cache: Path | None = None) -> ImageData:
     """Load (and memoise per process) the dataset named by ``spec``. Validation loads it with
     ``reload`` (so a long-lived process never keeps data edited on disk since), the cells of
     the invocation then reuse it. ``download`` only says whether absent files may be fetched,
-    so it is not part of the memo key."""
+    so it is not part of the memo key; nor is ``cache``, the model cache folder, under which
+    decoded image trees are kept (:func:`decode_cache`), a content-keyed copy."""
     root = Path(root) if root is not None else default_data_root()
     key = (spec, str(root))
     if reload or key not in _MEMO:
@@ -137,5 +152,6 @@ def load_dataset(spec: str, root: Path | None = None, download: bool = False, re
         problem = loader.check(root, arg, download)
         if problem:
             raise DataUnavailableError(problem)
-        _MEMO[key] = loader.load(root, arg, download)
+        takes_cache = "cache" in inspect.signature(loader.load).parameters  # a plugin's loader may not
+        _MEMO[key] = loader.load(root, arg, download, **({"cache": decode_cache(cache)} if takes_cache else {}))
     return _MEMO[key]

@@ -97,7 +97,7 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
     if opts.seeds is not None:
         matrix.seeds = list(opts.seeds)
     warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download,
-                        executor=opts.executor)
+                        executor=opts.executor, cache=opts.cache)
     if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)
         warnings += tuned.check(matrix)
     executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
@@ -142,7 +142,7 @@ def run_matrix(opts: RunOptions) -> RunSummary:
         return RunSummary()
     if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
         for ds in matrix.datasets:
-            check_data_content(matrix, ds, load_dataset(ds, opts.root, download=True))
+            check_data_content(matrix, ds, load_dataset(ds, opts.root, download=True, cache=opts.cache))
     executor = executor_for(opts, matrix)
     with StoreLock(opts.results_dir):  # one driver per store, taken before MLflow opens it
         return _drive(opts, matrix, executor, t0)
@@ -161,7 +161,7 @@ def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     done = frozenset() if opts.fresh else frozenset(tracker.finished_hashes(exp_id))
     # the content of each data set (loaded by validation) joins every cell's identity: rows of
     # data edited since do not resume, and models trained on it are not reused (bench/runner.py)
-    fingerprints = {ds: load_dataset(ds, opts.root).fingerprint for ds in matrix.datasets}
+    fingerprints = {ds: load_dataset(ds, opts.root, cache=opts.cache).fingerprint for ds in matrix.datasets}
     all_cells = cells_of(matrix, opts.root, fingerprints)
     cells = [c for c in all_cells if pending(c, done)]
     notes = tuned.notes(matrix, tuned.load(matrix.tuned)) if matrix.tuned else {}  # bench.tuned row tags

@@ -14,7 +14,7 @@ The work of a matrix is counted exactly from its configuration, in image passes:
 - audits: per request, every model (original, retrain, references, each method) is
   encoded once on D_f, the member sample of D_r and D_t, ``1 + views + 4`` forward
   views per image (clean features, the V alignment views, two draws of the
-  two-view objective).
+  two-view objective), each part only when an auditor of the cell reads it.
 
 Time = training and unlearning images / ``train_img_s`` + audit views / ``infer_views_s``,
 both scaled by the image area relative to 32x32. The two throughputs come from the
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from bench import registry
 from bench.config import Cell, Matrix
 from bench.data import parse_dataset
+from bench.features import READS
 from bench.splits import parse_scenario
 
 TRAIN_VIEWS = 2  # a training image is two augmented views, forward and backward
@@ -102,7 +103,13 @@ def _count_cell(cell: Cell, shape: tuple[int, int, int, int], work: Work, origin
         work.trainings += 1
         work.train_images += epochs * members * area
     enc = registry.encoders.get(cell.encoder) if cell.encoder in registry.encoders else None
-    views_per_image = 1 + cell.audit.views + OBJECTIVE_DRAWS * 2
+    reads: set[str] = set()  # what the cell's auditors read: only that is extracted (bench/features.py)
+    for name in cell.auditors:
+        aud = registry.auditors.get(name) if name in registry.auditors else None
+        if aud is not None and (enc is None or getattr(aud, "requires", frozenset()) <= enc.capabilities):
+            reads |= getattr(aud, "reads", READS)
+    views_per_image = (("feats" in reads or "class_scores" in reads) + cell.audit.views * ("views" in reads)
+                       + OBJECTIVE_DRAWS * 2 * ("loss" in reads))
     for r in range(sc.k):
         gone = per_request * (r + 1)
         retain = members - gone

@@ -10,6 +10,10 @@ reference model's score sample by sample.
 D_v (split ``val``) gets clean features and labels only: it is there so that the probe
 and the kNN bank see every class (:data:`FIT_ONLY`), never as a member or non-member
 sample of an attack, so no views or losses are spent on it.
+
+Only what the cell's auditors read is computed (:data:`READS`; each auditor declares its
+``reads``): the V-view pass and the pooled losses are most of an extraction's cost, and a
+matrix auditing with the linear probe alone needs neither.
 """
 
 from __future__ import annotations
@@ -28,9 +32,14 @@ from bench.data import Batch, DataView
 from bench.device import autocast
 from bench.encoders.base import Encoder
 
+VERSION = 1  # bump when extract's output changes: stored yardstick features are keyed by it (bench/auditcache.py)
 ALIGN_SAMPLES = 8  # forget images drawn in the alignment-matrix heat map
 # Splits that only fit the probe and the kNN bank (bench/probe.py): clean features and labels.
 FIT_ONLY = frozenset({"val"})
+# What an auditor may read of a model, each computed only when some auditor of the cell reads it:
+# "feats" (clean backbone features, FIT_ONLY splits included), "class_scores" (the encoder's own),
+# "views" (align_head, align_backbone, align_views: one V-view pass) and "loss" (pooled objective).
+READS = frozenset({"feats", "class_scores", "views", "loss"})
 
 
 @dataclass
@@ -44,6 +53,7 @@ class ModelFeatures:
     align_views: np.ndarray  # [S, V, D] head embeddings of the first S forget images
     class_scores: dict[str, np.ndarray] = field(default_factory=dict)  # model's own class scores
     capabilities: frozenset[str] = frozenset()
+    reads: frozenset[str] = READS  # what was computed (the rest is left empty)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, fn: Callable[[], Any]) -> Any:
@@ -128,9 +138,14 @@ def extract(
     device: torch.device,
     precision: str,
     seed: int,
+    reads: frozenset[str] = READS,
 ) -> ModelFeatures:
     """Encode every audit split once: clean features, V-view alignments, per-sample loss
-    (splits in :data:`FIT_ONLY`: clean features and labels only)."""
+    (splits in :data:`FIT_ONLY`: clean features and labels only), each only if in ``reads``.
+    Labels are always filled; the view draws of one split do not depend on ``reads``."""
+    unknown = set(reads) - READS
+    if unknown:
+        raise ValueError(f"unknown feature(s) {sorted(unknown)}: an auditor reads some of {sorted(READS)}")
     encoder.eval()
     out: dict[str, dict[str, np.ndarray]] = {
         k: {} for k in ("feats", "labels", "align_head", "align_backbone", "loss", "scores")
@@ -141,17 +156,18 @@ def extract(
     for split, view in views.items():
         gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{split}".encode()))
         scores, ah, ab = [], [], []
-        out["feats"][split] = clean_features(encoder, view.x, bs, device, precision)
         out["labels"][split] = view.y.cpu().numpy()
+        if "feats" in reads:
+            out["feats"][split] = clean_features(encoder, view.x, bs, device, precision)
         if split in FIT_ONLY:
             continue
-        for s in range(0, len(view), bs):
+        for s in range(0, len(view), bs) if "class_scores" in reads else ():
             with autocast(device, precision):
                 cs = encoder.class_scores(view.x[s : s + bs])
             if cs is None:  # an encoder without a classifier answers None for every batch
                 break
             scores.append(cs.float().cpu())
-        for s in range(0, len(view), vb):
+        for s in range(0, len(view), vb) if "views" in reads else ():
             x = view.x[s : s + vb]
             rep = x.repeat_interleave(opts.views, dim=0)
             with autocast(device, precision):
@@ -164,12 +180,14 @@ def extract(
             ab.append(_mean_pairwise_cos(f.float().view(n, opts.views, -1)).cpu())
             if split == "forget" and s == 0:
                 align_views = zv[:ALIGN_SAMPLES].cpu().numpy()
-        out["align_head"][split] = torch.cat(ah).numpy() if ah else np.zeros(0)
-        out["align_backbone"][split] = torch.cat(ab).numpy() if ab else np.zeros(0)
+        if "views" in reads:
+            out["align_head"][split] = torch.cat(ah).numpy() if ah else np.zeros(0)
+            out["align_backbone"][split] = torch.cat(ab).numpy() if ab else np.zeros(0)
         if scores:
             out["scores"][split] = torch.cat(scores).numpy()
     scored = {k: v for k, v in views.items() if k not in FIT_ONLY}  # the pool as before D_v joined
-    out["loss"] = _pooled_losses(encoder, scored, bs, device, precision, seed)
+    if "loss" in reads:
+        out["loss"] = _pooled_losses(encoder, scored, bs, device, precision, seed)
     return ModelFeatures(
         name=name,
         feats=out["feats"],
@@ -180,4 +198,5 @@ def extract(
         align_views=align_views,
         class_scores=out["scores"],
         capabilities=frozenset(encoder.capabilities),
+        reads=frozenset(reads),
     )

@@ -296,7 +296,7 @@ def cell(plan: Plan, device: torch.device, data_root: Path, archive: Path | None
 
     unpack_s = ensure_cifar10(data_root, archive)
     t0 = time.perf_counter()
-    load_dataset("cifar10", data_root)  # decodes the JPEGs once (cached next to them): not the cell's time
+    load_dataset("cifar10", data_root, cache=cache_dir)  # decodes the JPEGs once (then cached): not the cell's time
     load_s = time.perf_counter() - t0
     matrix = matrix_from_dict(plan.cell_matrix(str(device)))
     validate(matrix, data_root)

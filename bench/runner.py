@@ -23,13 +23,15 @@ import torch
 
 from bench import registry
 from bench.audit import AuditContext, metric_specs
+from bench.auditcache import AuditCache
 from bench.cache import ModelCache
 from bench.config import Cell, MethodSpec, stable_hash
 from bench.context import UnlearnContext
 from bench.data import DataView, ImageData, load_dataset
 from bench.device import PeakMemory, compile_backbone, place, resolve_device
 from bench.encoders.base import DataInfo, Encoder, build_encoder
-from bench.features import ModelFeatures, extract, state_hash
+from bench.features import READS, ModelFeatures, extract, state_hash
+from bench.features import VERSION as FEATURES_VERSION
 from bench.report.flags import cell_flags, noisy_metrics
 from bench.report.roles import FLOOR
 from bench.report.summary import avg_gap
@@ -76,8 +78,10 @@ class CellRunner:
     def __init__(self, cell: Cell, cache_root: Path):
         self.cell = cell
         self.cache = ModelCache(cache_root)
+        self.stored = AuditCache(cache_root)  # the yardsticks' features and audits (bench/auditcache.py)
         self.device = resolve_device(cell.device)
-        self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None)
+        self.data: ImageData = load_dataset(cell.dataset, Path(cell.data_root) if cell.data_root else None,
+                                            cache=cache_root)
         if cell.data_fingerprint and cell.data_fingerprint != self.data.fingerprint:  # edited mid-run
             raise RuntimeError(f"{cell.dataset} changed on disk since the run was validated (content "
                                f"{self.data.fingerprint}, validated {cell.data_fingerprint}): run again")
@@ -176,12 +180,33 @@ class CellRunner:
         enc.eval()
         return enc, float(meta["seconds"])
 
-    def features(self, enc: Encoder, name: str, views: dict[str, DataView], request: int) -> ModelFeatures:
+    @property
+    def reads(self) -> frozenset[str]:
+        """What the cell's auditors read of a model (bench.features.READS): all that is extracted."""
+        out: set[str] = set()
+        for name in self.cell.auditors:
+            cls = registry.auditors.get(name)
+            if cls.requires <= self.encoder_cls.capabilities:  # as audit() skips the others
+                out |= getattr(cls, "reads", READS)  # an auditor that does not say reads everything
+        return frozenset(out)
+
+    def features(self, enc: Encoder, name: str, views: dict[str, DataView], request: int,
+                 role: str = "") -> ModelFeatures:
+        """``role``: the model is the cached checkpoint of that role (original, retrain, reference-k),
+        so its features are kept on disk too and a later invocation extracts nothing."""
         key = f"{request}:{state_hash(enc)}"
         if key not in self._features:
-            self._features[key] = extract(
-                enc, name, views, self.cell.audit, self.device, self.cell.precision, self.cell.seed
-            )
+            def build() -> ModelFeatures:
+                return extract(enc, name, views, self.cell.audit, self.device, self.cell.precision,
+                               self.cell.seed, self.reads)
+
+            stored = self.yardstick_key("features", role, views) if role else None
+            if stored is None:
+                self._features[key] = build()
+            else:
+                self._features[key], hit = self.stored.features(stored, name, build)
+                if hit:
+                    self.events.append(f"reused features of {role} ({stored})")
         mf = self._features[key]
         return dataclasses.replace(mf, name=name) if mf.name != name else mf
 
@@ -200,10 +225,41 @@ class CellRunner:
                 problems.append(f"auditor {name}: {_short_error(e)}")
         return metrics, problems
 
-    def yardstick(self, mf: ModelFeatures, actx: AuditContext, r: int) -> tuple[dict[str, float], list[str]]:
-        """The audit of request ``r``'s original or retrain, once per runner (copies: callers add to them)."""
+    def yardstick_key(self, kind: str, role: str, views: dict[str, DataView]) -> str | None:
+        """Content key of a yardstick's stored features (``kind`` "features": ``role`` is a checkpoint's)
+        or audit ("audit": ``role`` original, retrain or the floor, audited against every checkpoint of
+        the cell); None when a checkpoint's sha256 is unknown."""
+        shas = dict(sorted(self.checkpoints.items()))
+        models = shas if kind == "audit" else {role: shas.get(role, "")}
+        if not models or not all(models.values()):
+            return None
+        ident: dict[str, Any] = {
+            "kind": kind, "role": role, "checkpoints": models, "data": self.data.fingerprint,
+            "views": {k: stable_hash(v.idx.cpu().tolist()) for k, v in sorted(views.items())},
+            "audit": dataclasses.asdict(self.cell.audit), "reads": sorted(self.reads), "seed": self.cell.seed,
+            "precision": self.cell.precision, "device": self.device.type,
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else 0,  # bitwise equal at one count
+            "code": {"features": FEATURES_VERSION, "encoder": self.encoder_cls.version},
+        }
+        if kind == "audit":
+            versions = {n: getattr(registry.auditors.get(n), "version", 1) for n in sorted(self.cell.auditors)}
+            ident |= {"auditors": versions,
+                      "num_classes": self.data.num_classes, "forgotten": list(self.forgotten_classes)}
+        return stable_hash(ident)
+
+    def yardstick(self, mf: ModelFeatures, actx: AuditContext, r: int,
+                  views: dict[str, DataView] | None = None) -> tuple[dict[str, float], list[str]]:
+        """The audit of request ``r``'s original, retrain or floor, once per runner and, given the audit
+        ``views``, stored for later invocations (copies: callers add to them)."""
         if (r, mf.name) not in self._yardsticks:
-            self._yardsticks[(r, mf.name)] = self.audit(mf, actx)
+            stored = self.yardstick_key("audit", mf.name, views) if views is not None else None
+            if stored is None:
+                self._yardsticks[(r, mf.name)] = self.audit(mf, actx)
+            else:
+                metrics, problems, hit = self.stored.audit(stored, lambda: self.audit(mf, actx))
+                self._yardsticks[(r, mf.name)] = metrics, problems
+                if hit:
+                    self.events.append(f"reused audit of {mf.name} ({stored})")
         metrics, problems = self._yardsticks[(r, mf.name)]
         return dict(metrics), list(problems)
 
@@ -233,18 +289,19 @@ class CellRunner:
                 for k in range(cell.audit.references)
             ]
             actx = AuditContext(
-                original=self.features(original, "original", views, r),
-                retrain=self.features(retrain, "retrain", views, r),
-                references=[self.features(m, f"reference-{i}", views, r) for i, (m, _) in enumerate(refs)],
+                original=self.features(original, "original", views, r, role="original"),
+                retrain=self.features(retrain, "retrain", views, r, role="retrain"),
+                references=[self.features(m, f"reference-{i}", views, r, role=f"reference-{i}")
+                            for i, (m, _) in enumerate(refs)],
                 num_classes=self.data.num_classes,
                 options=cell.audit,
                 seed=cell.seed,
                 forgotten_classes=self.forgotten_classes,
             )
-            retrain_metrics, _ = self.yardstick(actx.retrain, actx, r)
+            retrain_metrics, _ = self.yardstick(actx.retrain, actx, r, views)
             models = {"original": actx.original, "retrain": actx.retrain}
             h = self.row_hash(MethodSpec(self.ORIGINAL), r)
-            orig_metrics, problems = self.yardstick(actx.original, actx, r)  # flags need it even on resume
+            orig_metrics, problems = self.yardstick(actx.original, actx, r, views)  # flags need it even on resume
             noisy = noisy_metrics(orig_metrics, {k: len(v) for k, v in views.items()})
             if h not in done:  # doing nothing, with its Avg Gap like a method's
                 result.rows.append(
@@ -258,7 +315,7 @@ class CellRunner:
                 # calibrated metrics swap roles: the retrain calibrates (neither saw D_f); gaps stay to retrain
                 floor_ctx = dataclasses.replace(actx, references=[actx.retrain, *actx.references[1:]])
                 ref_secs = refs[0][1]
-                fm, problems = self.yardstick(dataclasses.replace(actx.references[0], name=FLOOR), floor_ctx, r)
+                fm, problems = self.yardstick(dataclasses.replace(actx.references[0], name=FLOOR), floor_ctx, r, views)
                 fm.update({"rte_s": ref_secs, "rte_frac": ref_secs / max(retrain_secs, 1e-9)})
                 result.rows.append(
                     MethodResult(FLOOR, "reference", h, metrics=with_gaps(fm, retrain_metrics, specs, noisy),

@@ -207,7 +207,7 @@ def plan(opts: TuneOptions) -> Plan:
         matrix.device = opts.device
     if opts.precision:
         matrix.precision = opts.precision
-    for w in validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download):
+    for w in validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download, cache=opts.cache):
         log.warning("%s", w)
     listed = [m.name for m in matrix.methods]
     chosen = listed if opts.methods is None else list(opts.methods)
@@ -216,7 +216,8 @@ def plan(opts: TuneOptions) -> Plan:
             raise ConfigError(f"--methods: '{name}' is not a method of matrix {matrix.name} ({', '.join(listed)})")
     check_seeds(matrix, seeds)
     fingerprints = (None if opts.dry_run else
-                    {ds: load_dataset(ds, opts.root, download=opts.download).fingerprint for ds in matrix.datasets})
+                    {ds: load_dataset(ds, opts.root, download=opts.download, cache=opts.cache).fingerprint
+                     for ds in matrix.datasets})
     groups = tuning_cells(matrix, seeds, str(opts.root), fingerprints)
     studies, untuned = [], {}
     for spec in (m for m in matrix.methods if m.name in chosen):
@@ -542,7 +543,7 @@ def tune(opts: TuneOptions) -> TuneSummary:
     log.info("%s", describe(p, db))
     if opts.download:  # fetch once here, as the driver does, so the tuning cells find the files
         for ds in p.matrix.datasets:
-            load_dataset(ds, opts.root, download=True)
+            load_dataset(ds, opts.root, download=True, cache=opts.cache)
     from filelock import FileLock, Timeout
 
     folder.mkdir(parents=True, exist_ok=True)

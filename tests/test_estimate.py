@@ -27,8 +27,11 @@ def test_sequential_cell_by_hand() -> None:
     assert w.train_images == pytest.approx(0.25 * 3 * (1100 + 2 * 990 + 2 * 880))
     # finetune 2 epochs of D_r, gradient ascent 5 of this request's D_f; retrain costs nothing
     assert w.unlearn_images == pytest.approx(0.25 * (2 * 990 + 5 * 110 + 2 * 880 + 5 * 110))
-    # 5 models (original, retrain, reference, 2 methods) x (D_f so far + 300 + 596) x (1 + 4 + 4)
-    assert w.audit_views == pytest.approx(0.25 * 5 * 9 * ((110 + 300 + 596) + (220 + 300 + 596)))
+    # 5 models (original, retrain, reference, 2 methods) x (D_f so far + 300 + 596) x forwards per image
+    # the linear probe reads clean features only: one forward per image (no views, no losses)
+    assert w.audit_views == pytest.approx(0.25 * 5 * 1 * ((110 + 300 + 596) + (220 + 300 + 596)))
+    every = count_work(matrix_from_dict({**BASE, "auditors": ["linear_probe", "calibrated_mia"]}))
+    assert every.audit_views == pytest.approx(0.25 * 5 * (1 + 4 + 4) * ((110 + 300 + 596) + (220 + 300 + 596)))
     secs = w.seconds(train_img_s=100, infer_views_s=1000)
     assert secs == pytest.approx((w.train_images + w.unlearn_images) / 100 + w.audit_views / 1000)
 

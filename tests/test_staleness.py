@@ -35,15 +35,20 @@ def image_tree(root: Path, classes: int = 2, train: int = 30, test: int = 10, of
 
 
 def caches(root: Path) -> list[Path]:
-    return sorted(root.glob(".bench-*.pt"))
+    """The decode caches of the tree at ``root`` (kept in ``cache_of(root)``, never in the tree)."""
+    return sorted(cache_of(root).glob("*.pt"))
+
+
+def cache_of(root: Path) -> Path:
+    return root.parent / "decoded"
 
 
 def test_moved_image_gets_its_new_label(tmp_path: Path):
     root = image_tree(tmp_path / "tree", train=3, test=1)
-    x, y, classes = read_split(root / "train")
+    x, y, classes = read_split(root / "train", cache=cache_of(root))
     assert y.tolist() == [0, 0, 0, 1, 1, 1]
     os.replace(root / "train/class0/000.png", root / "train/class1/900.png")  # same bytes, another class folder
-    x2, y2, _ = read_split(root / "train")
+    x2, y2, _ = read_split(root / "train", cache=cache_of(root))
     assert y2.tolist() == [0, 0, 1, 1, 1, 1]
     assert torch.equal(x2[-1], x[0])  # the moved image, decoded under its new class
     assert len(caches(root)) == 1  # the superseded cache file is gone
@@ -52,24 +57,24 @@ def test_moved_image_gets_its_new_label(tmp_path: Path):
 def test_same_size_replacement_is_decoded_anew(tmp_path: Path):
     root = image_tree(tmp_path / "tree", train=3, test=1)
     target = root / "train/class1/001.png"
-    x, _, _ = read_split(root / "train")
+    x, _, _ = read_split(root / "train", cache=cache_of(root))
     new = png(424242)
     assert len(new) == target.stat().st_size  # a same-size replacement: the old key could not tell
     target.write_bytes(new)
-    x2, _, _ = read_split(root / "train")
+    x2, _, _ = read_split(root / "train", cache=cache_of(root))
     assert not torch.equal(x2[4], x[4])
     assert torch.equal(torch.cat([x2[:4], x2[5:]]), torch.cat([x[:4], x[5:]]))
     assert len(caches(root)) == 1
-    x3, _, _ = read_split(root / "train")  # unchanged since: served from the cache
+    x3, _, _ = read_split(root / "train", cache=cache_of(root))  # unchanged since: served from the cache
     assert torch.equal(x3, x2)
 
 
 def test_fingerprint_follows_content_not_names(tmp_path: Path):
     root = image_tree(tmp_path / "tree", train=3, test=1)
-    a = read_tree("t", root).fingerprint
-    assert read_tree("t", root).fingerprint == a  # deterministic across loads
+    a = read_tree("t", root, cache=cache_of(root)).fingerprint
+    assert read_tree("t", root, cache=cache_of(root)).fingerprint == a  # deterministic across loads
     (root / "train/class0/002.png").write_bytes(png(77))
-    assert read_tree("t", root).fingerprint != a
+    assert read_tree("t", root, cache=cache_of(root)).fingerprint != a
     digits = load_dataset("digits", tmp_path, reload=True).fingerprint
     assert len(digits) == 16 and load_dataset("digits", tmp_path, reload=True).fingerprint == digits
 

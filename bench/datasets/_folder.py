@@ -1,5 +1,9 @@
 """Read a ``{train,test}/<class>/*`` image tree into uint8 tensors (decoded once, then cached).
 
+The decoded tensors go to a cache folder (``bench.data.decode_cache``: under the command's
+model cache folder), never into the tree: the data root may be read-only or shared, and a
+184 MB copy of CIFAR-10 beside the user's images is not theirs to clean up.
+
 Shared by ``imagefolder:<path>`` and by the torchvision-backed loaders, which also accept
 their data set unpacked as such a tree (e.g. the shared ``cifar10-jpeg.tar.gz``).
 """
@@ -80,16 +84,21 @@ def _decode_all(files: list[Path]) -> list[torch.Tensor]:
 
 
 def read_split(
-    split_dir: Path, size: int | None = None
+    split_dir: Path, size: int | None = None, cache: Path | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode every image of one split; resized to ``size`` (square) when given or when the
-    shapes differ. The tensors are cached beside the split folder under a signature of the
-    files (:func:`_signature`); caches of earlier versions of the folder are removed."""
+    shapes differ. The tensors are cached in ``cache`` (default: bench.data.decode_cache())
+    under the folder's absolute path and a signature of its files (:func:`_signature`);
+    caches of earlier versions of the same folder are removed."""
+    from bench.data import decode_cache
+
     files, labels, classes = _files(split_dir)
     if not files:
         raise FileNotFoundError(f"no images under {split_dir}")
-    prefix = f".bench-{split_dir.name}-"
-    cache = split_dir.parent / f"{prefix}{_signature(split_dir, files, size)}.pt"
+    folder = Path(cache) if cache is not None else decode_cache()
+    where = hashlib.sha256(str(split_dir.resolve()).encode()).hexdigest()[:12]
+    prefix = f"{where}-{split_dir.name}-"
+    cache = folder / f"{prefix}{_signature(split_dir, files, size)}.pt"
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
@@ -105,11 +114,12 @@ def read_split(
         imgs = [resize(i, [size, size], antialias=True) for i in imgs]
     x = torch.stack(imgs)
     y = torch.tensor(labels, dtype=torch.long)
-    try:  # best effort: a read-only data root simply decodes again next time
+    try:  # best effort: a read-only cache folder simply decodes again next time
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
         torch.save({"x": x, "y": y}, tmp)
         os.replace(tmp, cache)
-        for old in split_dir.parent.glob(f"{prefix}*.pt"):  # superseded: the folder changed since
+        for old in folder.glob(f"{prefix}*.pt"):  # superseded: the folder changed since
             if old != cache:
                 old.unlink(missing_ok=True)
     except OSError:
@@ -117,7 +127,7 @@ def read_split(
     return x, y, classes
 
 
-def read_tree(name: str, root: Path, size: int | None = None):
+def read_tree(name: str, root: Path, size: int | None = None, cache: Path | None = None):
     """``root/{train,test}/<class>/*`` as :class:`~bench.data.ImageData`.
 
     Test labels are mapped onto the *training* class list (a test folder may lack a class,
@@ -126,8 +136,8 @@ def read_tree(name: str, root: Path, size: int | None = None):
     """
     from bench.data import DataUnavailableError, ImageData
 
-    tx, ty, classes = read_split(root / "train", size)
-    vx, vy, test_classes = read_split(root / "test", size)
+    tx, ty, classes = read_split(root / "train", size, cache)
+    vx, vy, test_classes = read_split(root / "test", size, cache)
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
         raise DataUnavailableError(

@@ -107,11 +107,11 @@ class TorchvisionImages:
         return cls.how(root)
 
     @classmethod
-    def load(cls, root: Path, arg: str | None, download: bool) -> ImageData:
+    def load(cls, root: Path, arg: str | None, download: bool, cache: Path | None = None) -> ImageData:
         parsed = cls.parse_arg(arg)
         spec = f"{cls.name}:{arg}" if arg else cls.name
         if not cls.present(root) and has_split_tree(root / cls.tree):
-            return cls.finish(read_tree(spec, root / cls.tree), parsed)
+            return cls.finish(read_tree(spec, root / cls.tree, cache=cache), parsed)
         try:
             tr = cls.split(cls.tv_root(root), True, download)
             te = cls.split(cls.tv_root(root), False, download)

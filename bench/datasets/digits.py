@@ -28,7 +28,7 @@ class Digits:
         return None
 
     @staticmethod
-    def load(root: Path, arg: str | None, download: bool) -> ImageData:
+    def load(root: Path, arg: str | None, download: bool, cache: Path | None = None) -> ImageData:
         from sklearn.datasets import load_digits
 
         d = load_digits()

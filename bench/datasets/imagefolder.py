@@ -1,11 +1,12 @@
 """``imagefolder:<path>``: any ``<path>/{train,test}/<class>/<image>`` tree.
 
 Classes are the sorted names of the ``train`` sub-folders (test labels are mapped
-onto them); images are decoded once as RGB uint8 and cached beside the split
-folder, keyed by every file's path (class folder included), size and mtime, so an
-edited, replaced or moved image is decoded anew; a file that cannot be decoded is
-named in a one-line error, at validation. Images of different sizes are resized to a common square size. A relative
-``<path>`` is looked up under the data root first, then under the working directory.
+onto them); images are decoded once as RGB uint8 and cached in the decode cache
+(bench.data.decode_cache, never inside the tree), keyed by every file's path (class
+folder included), size and mtime, so an edited, replaced or moved image is decoded anew;
+a file that cannot be decoded is named in a one-line error, at validation. Images of
+different sizes are resized to a common square size. A relative ``<path>`` is looked up
+under the data root first, then under the working directory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ImageFolder:
         return None
 
     @staticmethod
-    def load(root: Path, arg: str | None, download: bool) -> ImageData:
+    def load(root: Path, arg: str | None, download: bool, cache: Path | None = None) -> ImageData:
         path = resolve(root, arg)
         assert path is not None
-        return read_tree(f"imagefolder:{arg}", path)
+        return read_tree(f"imagefolder:{arg}", path, cache=cache)
