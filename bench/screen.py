@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         matrix = load_matrix(args.matrix)
         matrix.seeds = [args.seed]
-        validate(matrix, root)
+        validate(matrix, root, cache=args.cache_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fingerprints = {ds: load_dataset(ds, root).fingerprint for ds in matrix.datasets}
+    fingerprints = {ds: load_dataset(ds, root, cache=args.cache_dir).fingerprint for ds in matrix.datasets}
     views = [int(v) for v in args.views.split(",") if v] or [matrix.audit.views]
     for cell in matrix.cells(str(root), fingerprints):
         if args.encoder and cell.encoder != args.encoder:
