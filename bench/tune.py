@@ -79,7 +79,7 @@ class TuneOptions(Folders):
     trials: int = DEFAULT_TRIALS
     methods: list[str] | None = None
     seed: int = DEFAULT_SEED
-    results_dir: Path = Path("results")
+    results_dir: Path = Path("runs")
     data_root: Path | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None
