@@ -256,8 +256,8 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
     merged = rows.merge(rows.export(raw, invs), list(sources.values()))
     df = rows.read(rows.write(merged, folder / ROWS))
     figs: dict = {}
-    for p, fdf in sources.items():
-        figs.update(published_figures(Path(p).parent, fdf))
+    for p, fdf in sources.items():  # the file's figures, for the cell-seeds whose rows came from it
+        figs.update(published_figures(Path(p).parent, df[df.invocation.isin(set(fdf.invocation))]))
     figs.update(auditor_figures(tracker, raw))
     rep = report_of(df, matrix_name, figs)
     out = write_report(rep, folder)
