@@ -213,3 +213,21 @@ def test_run_from_adds_seeds_and_the_report_merges_both_machines(results_dir, tm
     pub = tmp_path / "results" / "rows-b"
     assert (pub / "rows.csv").read_bytes() == (b / "rows-b" / "rows.csv").read_bytes()
     assert (pub / "leaderboard.md").read_bytes() == (b / "rows-b" / "leaderboard.md").read_bytes()
+
+
+def test_bad_arguments_of_rows_commands_exit_2_with_nothing_written(write_matrix, tmp_path, capsys):
+    path = write_matrix("rows-args")
+    res = tmp_path / "res"
+    for argv, expected in [
+        (["run", "--matrix", str(path), "--results-dir", str(res), "--from", str(tmp_path / "none.csv")],
+         "none.csv does not exist"),
+        (["run", "--matrix", str(path), "--results-dir", str(res), "--fresh", "--from", str(tmp_path / "x.csv")],
+         "--fresh recomputes every row"),
+        (["report", "--matrix", "rows-args", "--results-dir", str(res), "--out", str(tmp_path / "o")],
+         "--out goes with"),
+        (["report", "--rows", str(tmp_path / "x.csv"), "--publish", str(tmp_path / "p")], "use them with --matrix"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows-args.yaml"]  # nothing written

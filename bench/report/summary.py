@@ -16,7 +16,8 @@ SUMMARY_METRICS = (
         "avg_gap",
         "mean |m - m_retrain| over RA, TA (TA_rest when a class is forgotten), UA, EMIA, CMIA and "
         "cMIA-AUC x 100 (those the cell has), "
-        "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics)",
+        "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics; "
+        "the report leaves out one set for all of a cell's seeds: those noise on at least half of them)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),
