@@ -277,7 +277,10 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
                  if (int(i["tags"].get("bench.tune.seed", -1)), int(i["tags"].get("bench.tune.trials", -1))) in budgets]
         runs = sorted(runs + tunes, key=lambda i: i["start_time"])
         root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
-        publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs)
+        command = (f"python -m bench report --matrix {matrix_name}"
+                   + (f" --publish {Path(publish_to).as_posix()}" if publish_to is not None else "")
+                   + f" --benchmarks {Path(benchmarks).name}")
+        publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs, command)
     return out
 
 

@@ -23,7 +23,7 @@ from bench.report.roles import FLOOR
 from bench.runner import CellResult, CellRunner, MethodResult, code_versions, row_hashes
 from bench.tracking import default_uri
 from tests.conftest import TINY
-from tests.test_report_build import CELL, frame, headline_rows
+from tests.test_report_build import CELL, broken_links, frame, headline_rows
 
 SIZES = {"forget": 200, "retain": 1000, "test": 1000}
 CKPT = {"original": "a" * 64, "retrain": "b" * 64, "reference-0": "c" * 64}
@@ -76,7 +76,16 @@ def test_a_bad_rows_file_is_one_line_exit_2_and_nothing_written(edit, message, t
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
 
 
-def test_report_from_rows_alone_equals_the_frame_s_report(tmp_path: Path):
+@pytest.fixture
+def no_drawing(monkeypatch):
+    """Stand-in PNGs for the report's own pictures (matplotlib is slow; the pages link to them alike)."""
+    import bench.report.build as build
+
+    monkeypatch.setattr(build, "rank_png", lambda *a, **k: b"png")
+    monkeypatch.setattr(build, "tradeoff_png", lambda *a, **k: b"png")
+
+
+def test_report_from_rows_alone_equals_the_frame_s_report(tmp_path: Path, no_drawing):
     df = synthetic()
     path = rows.write(rows.export(df, INVOCATIONS), tmp_path / "t" / "rows.csv")
     assert main(["report", "--rows", str(path), "--out", str(tmp_path / "out")]) == 0
@@ -178,7 +187,7 @@ def run_on(machine: Path, name: str, seeds: list[int], uri: str, monkeypatch, *e
     return rec
 
 
-def test_run_from_adds_seeds_and_the_report_merges_both_machines(results_dir, tmp_path, monkeypatch):
+def test_run_from_adds_seeds_and_the_report_merges_both_machines(results_dir, tmp_path, monkeypatch, no_drawing):
     uri = default_uri(results_dir)  # one sqlite store (migrations are slow); matrices differ by name
     a, b = tmp_path / "a", tmp_path / "b"
     assert [c.seed for c in run_on(a, "rows-a", [0, 1, 2], uri, monkeypatch).cells] == [0, 1, 2]
@@ -207,12 +216,17 @@ def test_run_from_adds_seeds_and_the_report_merges_both_machines(results_dir, tm
     assert len(list(out.glob("figures/*/s*-alignment_matrix.png"))) == 5  # seeds 0-1 beside the file, 2-4 in MLflow
     assert "| 5 |" in (out / "leaderboard.md").read_text()
 
-    # publishing copies rows.csv and the pages into the tracked folder
+    # publishing copies rows.csv and the pages into the tracked folder; the provenance names both machines' runs
+    bench_md = tmp_path / "BENCHMARKS.md"
     assert main(["report", "--matrix", "rows-b", "--results-dir", str(b), "--tracking-uri", uri,
-                 "--publish", str(tmp_path / "results")]) == 0
+                 "--publish", str(tmp_path / "results"), "--benchmarks", str(bench_md)]) == 0
     pub = tmp_path / "results" / "rows-b"
     assert (pub / "rows.csv").read_bytes() == (b / "rows-b" / "rows.csv").read_bytes()
     assert (pub / "leaderboard.md").read_bytes() == (b / "rows-b" / "leaderboard.md").read_bytes()
+    text = bench_md.read_text()
+    table = text.split("| date (UTC) |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    assert len(table) == 2 and broken_links(bench_md) == []  # machine a's run (from the file) and b's
+    assert "--publish " in text and "](results/rows-b/cells/" in text
 
 
 def test_bad_arguments_of_rows_commands_exit_2_with_nothing_written(write_matrix, tmp_path, capsys):
