@@ -258,7 +258,9 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
     figs: dict = {}
     for p, fdf in sources.items():  # the file's figures, for the cell-seeds whose rows came from it
         figs.update(published_figures(Path(p).parent, df[df.invocation.isin(set(fdf.invocation))]))
-    figs.update(auditor_figures(tracker, raw))
+    mine = df[df.invocation.isin({i["run_id"] for i in invs})]
+    keys = {(tuple(k[:-1]), int(k[-1])) for k, _ in mine.groupby([*CELL, "seed"])} if len(mine) else set()
+    figs.update({k: v for k, v in auditor_figures(tracker, raw).items() if k in keys})  # the store's seeds
     rep = report_of(df, matrix_name, figs)
     out = write_report(rep, folder)
     log_report_run(tracker, matrix_name, rep)
