@@ -49,7 +49,7 @@ def backfill(matrix_name: str, results: Path, data_root: Path | None, cache: Pat
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__.splitlines()[0])
     p.add_argument("--matrix", required=True, help="shipped matrix name or YAML path")
-    p.add_argument("--results-dir", type=Path, default=Path("results"))
+    p.add_argument("--results-dir", type=Path, default=Path("runs"))
     p.add_argument("--tracking-uri", default=None, help="default: sqlite:///<results-dir>/mlflow.db")
     p.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
     p.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")

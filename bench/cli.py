@@ -19,8 +19,9 @@ from bench.registry import UnknownNameError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results-dir", type=Path, default=Path("results"),
-                   help="where mlflow.db, the model cache and leaderboards go (default: ./results)")
+    p.add_argument("--results-dir", type=Path, default=Path("runs"),
+                   help="where mlflow.db, the model cache and reports go (default: ./runs, untracked; "
+                        "`report --publish results` copies a report into the tracked results/)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: sqlite:///<results-dir>/mlflow.db)")
 
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "rows of other seeds already published are kept, so seeds accumulate")
     run.add_argument("--tuned", type=Path, default=None,
                      help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
+    run.add_argument("--from", dest="from_rows", type=Path, action="append", default=[],
+                     help="a rows.csv (e.g. results/<matrix>/rows.csv): its complete cell-seeds count as done "
+                          "and join this matrix's report (repeatable)")
 
     tune = sub.add_parser("tune", help="tune each method on its own seeds, same budget for all")
     tune.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
@@ -83,8 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--precision", default=None, help="fp32 | bf16 (overrides the matrix)")
     val.add_argument("--tuned", type=Path, default=None, help="a tuned.yaml from `tune`")
 
-    rep = sub.add_parser("report", help="rebuild <results>/<matrix>/leaderboard.md from MLflow")
-    rep.add_argument("--matrix", required=True, help="matrix name (the MLflow experiment)")
+    rep = sub.add_parser("report", help="rebuild <results>/<matrix>/ (rows.csv, leaderboard.md) from MLflow, "
+                                        "or a report from a rows.csv alone")
+    which = rep.add_mutually_exclusive_group(required=True)
+    which.add_argument("--matrix", help="matrix name (the MLflow experiment)")
+    which.add_argument("--rows", type=Path, help="a rows.csv: rebuild the report from it alone (no MLflow)")
+    rep.add_argument("--out", type=Path, default=None, help="with --rows: where to write (default: its folder)")
+    rep.add_argument("--publish", type=Path, default=None,
+                     help="with --matrix: also write rows.csv and the pages into <PUBLISH>/<matrix>/ (e.g. results)")
     rep.add_argument("--benchmarks", type=Path, default=None,
                      help="also write the leaderboard and its provenance into this file "
                           "(docs/leaderboards.md) between <!-- leaderboard:<matrix>:start/end --> markers")
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 executor_options=executor_options(args.executor_options), fresh=args.fresh,
                 dry_run=args.dry_run, device=args.device, precision=args.precision,
                 tracking_uri=args.tracking_uri, download=args.download, compile=args.compile,
-                tuned=args.tuned, seeds=seed_list(args.seeds),
+                tuned=args.tuned, seeds=seed_list(args.seeds), from_rows=tuple(args.from_rows),
             )
             summary = driver.run_matrix(opts)
             if not args.dry_run:
@@ -196,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"matrix {matrix.name} is valid: {len(matrix.cells())} cells")
             return 0
         if args.command == "report":
-            print(driver.report(args.matrix, args.results_dir, args.tracking_uri, args.benchmarks))
+            if args.rows is not None:
+                if args.benchmarks or args.publish:
+                    raise ConfigError("--benchmarks and --publish read MLflow: use them with --matrix, not --rows")
+                print(driver.report_rows(args.rows, args.out))
+                return 0
+            if args.out is not None:
+                raise ConfigError("--out goes with --rows; with --matrix the report goes to <results-dir>/<matrix>/")
+            print(driver.report(args.matrix, args.results_dir, args.tracking_uri, args.benchmarks, args.publish))
             return 0
         if args.command == "data":
             print(f"unpacked into {driver.import_archive(args.archive, args.data_root)}")

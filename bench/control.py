@@ -109,7 +109,7 @@ def markdown(rows: list[Control]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.control", description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
-    ap.add_argument("--cache-dir", type=Path, default=Path("results/cache"), help="model cache")
+    ap.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="model cache (default: runs/cache)")
     ap.add_argument("--data-root", default="", help="data sets folder (default: $BENCH_DATA)")
     ap.add_argument("--encoder", help="only the cells of this encoder")
     ap.add_argument("--benchmarks", type=Path, help="also write the table between this page's (docs/matrices.md) "

@@ -6,7 +6,9 @@ the report's files and the report run that carries them.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -16,13 +18,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import registry, tuned
+from bench import registry, rows, tuned
 from bench.audit import metric_specs
 from bench.config import ConfigError, Matrix, check_data_content, load_matrix, shipped_matrices, validate
 from bench.data import default_data_root, load_dataset
 from bench.estimate import describe as describe_cost
 from bench.executors import failed_rows, get_executor
-from bench.report import tuning
+from bench.report import paths, tuning
 from bench.report.build import AuditorFigures, Report, build_report, write_report
 from bench.report.frame import CELL, latest
 from bench.report.publish import provenance_tags, publish
@@ -31,6 +33,9 @@ from bench.storelock import StoreLock
 from bench.tracking import Tracker
 
 log = logging.getLogger("bench")
+
+RUNS = Path("runs")  # the default results folder: untracked, so a plain `run` never dirties git
+ROWS = "rows.csv"  # a matrix's raw rows, beside its leaderboard (bench/rows.py)
 
 
 class Folders:
@@ -53,7 +58,7 @@ class Folders:
 @dataclass
 class RunOptions(Folders):
     matrix: str
-    results_dir: Path = Path("results")
+    results_dir: Path = RUNS
     data_root: Path | None = None
     cache_dir: Path | None = None
     executor: str = "local"
@@ -67,6 +72,7 @@ class RunOptions(Folders):
     compile: bool = False  # torch.compile the backbones (overrides the matrix's compile: false)
     tuned: Path | None = None  # a tuned.yaml (bench/tuned.py); overrides the matrix's tuned: key
     seeds: list[int] | None = None  # `run --seeds`: these instead of the matrix's (validated like its own)
+    from_rows: tuple[Path, ...] = ()  # rows files (bench/rows.py) whose whole cell-seeds count as done
 
 
 @dataclass
@@ -101,6 +107,10 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
     if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)
         warnings += tuned.check(matrix)
     executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
+    if opts.from_rows and opts.fresh:
+        raise ConfigError("--fresh recomputes every row and --from counts a file's rows as done: pass one of them")
+    for path in opts.from_rows:
+        rows.read(path)  # a bad rows file: one line naming the fix, before any work
     return matrix, warnings
 
 
@@ -163,10 +173,13 @@ def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     # data edited since do not resume, and models trained on it are not reused (bench/runner.py)
     fingerprints = {ds: load_dataset(ds, opts.root, cache=opts.cache).fingerprint for ds in matrix.datasets}
     all_cells = cells_of(matrix, opts.root, fingerprints)
+    if opts.from_rows:
+        done |= done_from_files(opts.from_rows, all_cells)
     cells = [c for c in all_cells if pending(c, done)]
     notes = tuned.notes(matrix, tuned.load(matrix.tuned)) if matrix.tuned else {}  # bench.tuned row tags
+    sources = {FROM_TAG: json.dumps([str(Path(p).resolve()) for p in opts.from_rows])} if opts.from_rows else {}
     parent = tracker.start_parent(exp_id, {"bench.matrix": matrix.name, "bench.argv": " ".join(sys.argv),
-                                           **tuned.invocation_tags(matrix),
+                                           **tuned.invocation_tags(matrix), **sources,
                                            **provenance_tags(matrix.device)})
     trained = cache_hits = 0
 
@@ -207,32 +220,135 @@ def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     return summary
 
 
-def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: str | None = None,
-           benchmarks: Path | None = None) -> Path:
-    """Rebuild ``<results>/<matrix>/`` (leaderboard.md, cells/*.md, figures/*.png) from MLflow
-    alone, and log the same files on the experiment's report run (bench.kind=report, replacing
-    the previous one); with ``benchmarks``, also write the leaderboard, with each contributing
-    invocation's provenance, between the matrix's markers in that file (docs/leaderboards.md), its links
-    resolving from there."""
+def done_from_files(files, cells) -> frozenset[str]:
+    """The config hashes of every cell-seed whose rows the files hold in full (failed ones
+    excepted): the unit that moves between machines, since a seed's methods and yardsticks come
+    from one model cache. A cell-seed a file holds in part is computed here entirely."""
+    have: set[str] = set()
+    for path in files:
+        have |= rows.finished(rows.read(path))
+    out: set[str] = set()
+    partial = 0
+    for cell in cells:
+        hashes = set(row_hashes(cell))
+        if hashes <= have:
+            out |= hashes
+        elif hashes & have:
+            partial += 1
+    log.info("rows files %s: %d cell-seed(s) complete (done), %d in part (computed here in full)",
+             ", ".join(map(str, files)), sum(set(row_hashes(c)) <= out for c in cells), partial)
+    return frozenset(out)
+
+
+def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None = None,
+           benchmarks: Path | None = None, publish_to: Path | None = None) -> Path:
+    """Rebuild ``<results>/<matrix>/`` (rows.csv, leaderboard.md, cells/*.md, figures/*.png) from
+    MLflow and the rows files the matrix's runs started ``--from`` (bench/rows.py), and log the
+    same files on the experiment's report run (bench.kind=report, replacing the previous one).
+    The pages are built from rows.csv as written, so ``report --rows`` on it gives the same
+    bytes. With ``publish_to``, also write rows.csv and the pages into ``<publish_to>/<matrix>/``
+    (the tracked results/). With ``benchmarks``, also write the leaderboard, with each
+    contributing invocation's provenance, between the matrix's markers in that file
+    (docs/leaderboards.md), its links resolving from there."""
     tracker = Tracker(results_dir, tracking_uri)
-    df = tracker.results_frame(matrix_name)
+    raw = tracker.results_frame(matrix_name)
+    invs = tracker.invocations(matrix_name)
+    files = from_files(invs)
+    sources = {p: rows.read(p) for p in files}  # a bad file: one line, exit 2, nothing written
     folder = Path(results_dir) / matrix_name
-    rep = build_report(df, metric_specs(), matrix_name, auditor_figures(tracker, df),
-                       header=[f"Hyperparameters: {tuning.header(df)}."] if len(df) else [],
-                       cell_notes=tuning.method_lines, cell_summary=tuning.summary_lines)
+    merged = rows.merge(rows.export(raw, invs), list(sources.values()))
+    df = rows.read(rows.write(merged, folder / ROWS))
+    figs: dict = {}
+    for p, fdf in sources.items():  # the file's figures, for the cell-seeds whose rows came from it
+        figs.update(published_figures(Path(p).parent, df[df.invocation.isin(set(fdf.invocation))]))
+    mine = df[df.invocation.isin({i["run_id"] for i in invs})]
+    keys = {(tuple(k[:-1]), int(k[-1])) for k, _ in mine.groupby([*CELL, "seed"])} if len(mine) else set()
+    figs.update({k: v for k, v in auditor_figures(tracker, raw).items() if k in keys})  # the store's seeds
+    rep = report_of(df, matrix_name, figs)
     out = write_report(rep, folder)
     log_report_run(tracker, matrix_name, rep)
+    if publish_to is not None:
+        folder = Path(publish_to) / matrix_name
+        rows.write(merged, folder / ROWS)
+        write_report(rep, folder)
     if benchmarks is not None:
         tuned_from, budgets = tuning.sources(df)
-        used = (set(latest(df).parent_run) if len(df) and "parent_run" in df else set()) | tuned_from
+        used = (set(latest(df).parent_run) if len(df) else set()) | tuned_from
         last = df.groupby("parent_run").start_time.max() if len(df) else {}  # rows are logged as their cell ends
-        runs = [{**i, "last_result": int(last[i["run_id"]])} for i in tracker.invocations(matrix_name)
-                if i["run_id"] in used]
+        known = {i["run_id"] for i in invs}
+        runs = [{**i, "last_result": int(last[i["run_id"]])} for i in invs if i["run_id"] in used]
+        runs += [i for i in file_invocations(df) if i["run_id"] in used and i["run_id"] not in known]
         tunes = [i for i in tracker.invocations(matrix_name, kind="tune")
                  if tuning.tune_budget(i["tags"]) in budgets]
         runs = sorted(runs + tunes, key=lambda i: i["start_time"])
         root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
-        publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs)
+        command = (f"python -m bench report --matrix {matrix_name}"
+                   + (f" --publish {Path(publish_to).as_posix()}" if publish_to is not None else "")
+                   + f" --benchmarks {Path(benchmarks).name}")
+        publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs, command)
+    return out
+
+
+def report_rows(path: Path, out: Path | None = None) -> Path:
+    """Rebuild the report from a rows file alone (no MLflow): into ``out`` (default: the file's
+    folder), titled by that folder's name (results/<matrix>/rows.csv), with the auditors'
+    figures a published report left beside the file (MLflow alone keeps the originals)."""
+    path = Path(path)
+    df = rows.read(path)  # validated before anything is written
+    rep = report_of(df, path.resolve().parent.name, published_figures(path.parent, df))
+    return write_report(rep, Path(out) if out is not None else path.parent)
+
+
+def report_of(df, title: str, figures: AuditorFigures) -> Report:
+    """The report of a rows frame (bench/rows.py ``read``): one function for both sources."""
+    return build_report(df, metric_specs(), title, figures,
+                        header=[f"Hyperparameters: {tuning.header(df)}."] if len(df) else [],
+                        cell_notes=tuning.method_lines, cell_summary=tuning.summary_lines)
+
+
+FROM_TAG = "bench.from"  # an invocation's --from rows files (json list), merged by `report`
+
+
+def from_files(invocations) -> list[str]:
+    """The rows files the invocations started ``--from``, oldest first, each once; a file moved
+    away since is left out with a warning (its rows then are not in the report)."""
+    out: list[str] = []
+    for inv in invocations:
+        for p in json.loads(inv["tags"].get(FROM_TAG) or "[]"):
+            if p not in out:
+                if Path(p).is_file():
+                    out.append(p)
+                else:
+                    log.warning("the rows file %s (run --from) is gone: its rows are left out; restore it "
+                                "to report them", p)
+    return out
+
+
+def file_invocations(df) -> list[dict]:
+    """Invocations known only from rows files (another machine's runs), for the provenance table."""
+    if not len(df):
+        return []
+    out = []
+    for inv, g in df.groupby("invocation"):
+        r = g.iloc[0]
+        start = int(calendar.timegm(time.strptime(r.date, "%Y-%m-%d %H:%M:%S")) * 1000) if r.date else 0
+        out.append({"run_id": inv, "status": "FINISHED", "start_time": start, "last_result": int(g.start_time.max()),
+                    "tags": {"bench.commit": r.commit, "bench.machine": r.machine, "bench.wall_s": r.wall_s,
+                             "bench.command": r.command}})
+    return out
+
+
+def published_figures(folder: Path, df) -> AuditorFigures:
+    """The auditors' figures a written report holds under ``<folder>/figures/<cell>/s<seed>-*.png``,
+    per (cell, seed) of ``df``."""
+    out: dict = {}
+    if not len(df):
+        return out
+    for cell, sub in df.groupby(list(CELL), sort=False):
+        for seed in sorted(set(sub.seed)):
+            found = sorted((Path(folder) / paths.cell_figures(cell)).glob(f"s{seed}-*.png"))
+            if found:
+                out[(cell, int(seed))] = [(p.name.removeprefix(f"s{seed}-"), p) for p in found]
     return out
 
 
@@ -363,7 +479,7 @@ def import_archive(archive: Path, data_root: Path | None = None) -> Path:
     return root
 
 
-def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri: str | None = None) -> int:
+def start_ui(results_dir: Path = RUNS, port: int = 5000, tracking_uri: str | None = None) -> int:
     """Serve the MLflow UI on the results store, bound to localhost, until Ctrl-C or SIGTERM.
 
     ``mlflow ui`` forks a server and its workers; they run in a process group of their own,

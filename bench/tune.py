@@ -86,7 +86,7 @@ class TuneOptions(Folders):
     trials: int = DEFAULT_TRIALS
     methods: list[str] | None = None
     seeds: tuple[int, ...] = DEFAULT_SEEDS
-    results_dir: Path = Path("results")
+    results_dir: Path = Path("runs")
     data_root: Path | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None

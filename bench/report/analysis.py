@@ -15,7 +15,19 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import MetricSpec
-from bench.report.frame import CELL, GAP, GROUP, done, fill_yardstick_gaps, latest, methods_of, per_seed
+from bench.report.frame import (
+    CELL,
+    GAP,
+    GROUP,
+    GapComposition,
+    done,
+    gap_composition,
+    latest,
+    methods_of,
+    per_seed,
+    recompute_gaps,
+)
+from bench.report.pairing import unpaired
 from bench.report.ranking import RankTable, comparable_sets, rank_table
 from bench.report.roles import FLOOR, ORIGINAL, RETRAIN, YARDSTICKS
 from bench.report.verdict import TopGroup, Verdict, top_group, verdict
@@ -38,6 +50,8 @@ class Table:
     order: list[str]  # row order: yardsticks, then methods by mean Avg Gap, then those without
     utility: str | None
     forgetting: str | None
+    composition: GapComposition | None = None  # what every seed's Avg Gap averages here
+    unpaired: dict[str, dict[int, str]] = field(default_factory=dict)  # method -> seed -> why (left out of tests)
     _memo: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict, repr=False)
 
     @property
@@ -102,18 +116,21 @@ def analyse_table(key: tuple, sub: pd.DataFrame, specs: Mapping[str, MetricSpec]
     gaps = {m: g for m, g in gaps.items() if g}
     floor = gaps.get(FLOOR, {})
     margin = float(np.mean(list(floor.values()))) if floor else math.nan
-    original = gaps.get(ORIGINAL)
+    broken = unpaired(rows)  # rows from other checkpoints than the floor's: shown, never tested
+    tested = {m: {s: v for s, v in g.items() if s not in broken.get(m, {})} for m, g in gaps.items()}
+    original = tested.get(ORIGINAL)
     verdicts = {m: verdict(g, floor, None if m == ORIGINAL else original, margin)
-                for m, g in gaps.items() if m not in (RETRAIN, FLOOR)}
+                for m, g in tested.items() if m not in (RETRAIN, FLOOR)}
     ranked = {m: g for m, g in gaps.items() if m not in YARDSTICKS}
-    top = top_group(ranked)
+    top = top_group({m: tested[m] for m in ranked})
     mean = {m: float(np.mean(list(g.values()))) for m, g in ranked.items()}
     methods = methods_of(rows)
     order = [m for m in (ORIGINAL, RETRAIN, FLOOR) if m in names]
     order += sorted(mean, key=lambda m: (round(mean[m], 6), m))
     order += [m for m in methods if m not in mean]
     forgetting = next((f for f in FORGETTING if _has(rows, f)), None)
-    return Table(key, rows, gaps, margin, verdicts, top, order, _utility(rows, specs), forgetting)
+    return Table(key, rows, gaps, margin, verdicts, top, order, _utility(rows, specs), forgetting,
+                 gap_composition(sub, specs), broken)
 
 
 def cell_values(tables: Mapping[tuple, Table]) -> pd.DataFrame:
@@ -133,7 +150,7 @@ def analyse(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str) -> An
     an = Analysis(title, specs)
     if df.empty:
         return an
-    df = fill_yardstick_gaps(df, specs)
+    df = recompute_gaps(df, specs)  # one Avg Gap composition per table
     for key, sub in df.groupby(GROUP, sort=True):
         an.tables[key] = analyse_table(key, sub, specs)
     values = cell_values(an.tables)

@@ -19,7 +19,7 @@ from bench.metrics import MetricSpec
 from bench.report import paths
 from bench.report.analysis import Analysis, Table, analyse
 from bench.report.details import details_page
-from bench.report.frame import CELL, heading
+from bench.report.frame import CELL, heading, recompute_gaps
 from bench.report.leaderboard import leaderboard_markdown
 from bench.report.plots import Point, rank_png, tradeoff_png
 from bench.report.roles import FLOOR, ORIGINAL, RETRAIN
@@ -80,6 +80,7 @@ def build_report(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str,
     details page) and ``cell_summary`` (-> lines under its headline table) are where the driver
     adds the tuning lines of bench/report/tuning.py;
     ``pictures=False`` skips drawing (the pages then link to none)."""
+    df = recompute_gaps(df, specs)  # the tuning lines read the Avg Gaps the tables show
     an = analyse(df, specs, title)
     rep = Report(an, header=tuple(header))
     for i, r in enumerate(an.rankings, 1):

@@ -155,13 +155,23 @@ def per_seed_table(t: Table, specs: Mapping[str, MetricSpec]) -> list[str]:
     for m in t.order:
         for _, r in rows[rows.method == m].sort_values("seed").iterrows():
             gap = pd.to_numeric(r.get(GAP), errors="coerce")
-            d = f"{gap - floor[r.seed]:+.2f}" if pd.notna(gap) and r.seed in floor else "–"
+            paired = r.seed in floor and r.seed not in t.unpaired.get(m, {})
+            d = f"{gap - floor[r.seed]:+.2f}" if pd.notna(gap) and paired else "–"
             vals = []
             for c in cols:
                 v = pd.to_numeric(r.get(f"m.{c}"), errors="coerce")
                 vals.append("–" if pd.isna(v) else f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}")
             lines.append(f"| {m} | {int(r.seed)} | {d} | " + " | ".join(vals) + " |")
     return lines
+
+
+def pairing_lines(t: Table) -> list[str]:
+    """The rows left out of the tests because they do not pair with the floor's (bench/report/pairing.py)."""
+    if not t.unpaired:
+        return []
+    return ["Left out of the tests (a row pairs with the floor's of its seed only when both come from the "
+            "same checkpoints):", "",
+            *(f"- {m}, seed {s}: {why}" for m in t.order for s, why in sorted(t.unpaired.get(m, {}).items()))]
 
 
 def details_page(tables: Sequence[Table], specs: Mapping[str, MetricSpec], tradeoffs: Mapping[tuple, str],
@@ -178,7 +188,11 @@ def details_page(tables: Sequence[Table], specs: Mapping[str, MetricSpec], trade
     for t in tables:
         if len(tables) > 1:
             out += [f"## {heading(t.key, t.rows)}", ""]
+        if t.composition is not None:
+            out += [t.composition.sentence(), ""]
         out += verdict_table(t) + [""]
+        broken = pairing_lines(t)
+        out += [*broken, ""] if broken else []
         top = top_group_lines(t)
         out += [*top, ""] if top else []
         if t.key in tradeoffs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from bench.metrics import MetricSpec
 from bench.report.flags import noisy_metrics
 from bench.report.roles import ORIGINAL, RETRAIN, YARDSTICKS
 from bench.report.sanity import parse_sizes
-from bench.report.summary import avg_gap
+from bench.report.summary import avg_gap, gap_metrics
 
 GROUP = ["dataset", "encoder", "backbone", "scenario", "request"]  # one table (a cell's request)
 CELL = GROUP[:-1]  # one cell over its seeds (and requests)
@@ -84,31 +85,89 @@ def _metrics(row: pd.Series) -> dict[str, float]:
     return out
 
 
-def fill_yardstick_gaps(df: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> pd.DataFrame:
-    """``df`` with the original's Avg Gap (and Avg Gap over all metrics) where a store written
-    before the runner stored it lacks them: computed from the row's own metrics and the same
-    seed's retrain row exactly as the runner computes a method's (bench/report/summary.py,
-    leaving out what bench.report.flags.noisy_metrics marks as noise)."""
+@dataclass(frozen=True)
+class GapComposition:
+    """What every seed's Avg Gap averages in one table (a cell's request)."""
+
+    averaged: tuple[str, ...]  # the metrics averaged (present on the original and retrain)
+    noisy: tuple[str, ...]  # privacy metrics left out as noise, on every seed
+    votes: Mapping[str, int]  # metric -> on how many seeds' originals it measured noise
+    seeds: int  # seeds whose original could be judged (it has metrics and split sizes)
+
+    def sentence(self) -> str:
+        """The composition as the details page states it."""
+        text = f"Avg Gap averages: {', '.join(self.averaged) or 'nothing'}"
+        if self.noisy:
+            why = ", ".join(f"{m} ({self.votes[m]}/{self.seeds} seeds)" for m in self.noisy)
+            return text + f"; left out as noise: {why}, on every seed."
+        return text + "; left out as noise: none."
+
+
+def _yardstick_rows(sub: pd.DataFrame, method: str) -> dict[int, pd.Series]:
+    """seed -> the newest finished row of ``method`` in one table."""
+    rows = latest(sub)
+    rows = rows[(rows.method == method) & rows.status.isin(DONE)]
+    return {int(r.seed): r for _, r in rows.iterrows()}
+
+
+def _seed_noise(orig: pd.Series) -> set[str] | None:
+    """The privacy metrics the original of one seed marks as noise (None: no split sizes)."""
+    sizes = parse_sizes(orig.get("sizes"))
+    return noisy_metrics(_metrics(orig), sizes) if sizes and "retain" in sizes else None
+
+
+def gap_composition(sub: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> GapComposition:
+    """One composition of Avg Gap for every seed of a table: a privacy metric is left out when
+    it measures noise (bench.report.flags.noisy_metrics) on at least half of the seeds' originals,
+    so a metric that is noise on most seeds averages noise into none of them, and all seeds
+    average the same quantities."""
+    originals, retrains = _yardstick_rows(sub, ORIGINAL), _yardstick_rows(sub, RETRAIN)
+    votes: dict[str, int] = {}
+    judged = 0
+    for orig in originals.values():
+        noisy = _seed_noise(orig)
+        if noisy is not None:
+            judged += 1
+            for m in noisy:
+                votes[m] = votes.get(m, 0) + 1
+    noisy = tuple(sorted(m for m, n in votes.items() if 2 * n >= judged))
+    averaged: list[str] = []
+    for seed, orig in originals.items():
+        if seed in retrains:
+            for k in gap_metrics(_metrics(orig), _metrics(retrains[seed]), specs, noisy):
+                if k not in averaged:
+                    averaged.append(k)
+    order = list(specs)
+    return GapComposition(tuple(sorted(averaged, key=order.index)), noisy, votes, judged)
+
+
+def recompute_gaps(df: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> pd.DataFrame:
+    """``df`` with every finished row's Avg Gap over its table's one :func:`gap_composition`,
+    from its metrics and its seed's retrain row (the runner stored each seed's own composition).
+    A row whose seed already left out exactly the table's set keeps its stored value (the same
+    number); rows of stores written before the runner stored the original's Avg Gap get theirs,
+    and Avg Gap over all metrics, here too."""
     if df.empty or "method" not in df:
         return df
     df = df.copy()
     for col in (GAP, "m.avg_gap_all"):
         if col not in df:
             df[col] = math.nan
-    keys = [k for k in (*GROUP, "seed") if k in df]
-    for _, g in latest(df).groupby(keys):
-        retrain = g[(g.method == RETRAIN) & g.status.isin(DONE)]
-        orig = g[(g.method == ORIGINAL) & g.status.isin(DONE)]
-        if retrain.empty or orig.empty:
-            continue
-        rm = _metrics(retrain.iloc[-1])
-        om = _metrics(orig.iloc[-1])
-        sizes = parse_sizes(orig.iloc[-1].get("sizes"))
-        noisy = noisy_metrics(om, sizes) if sizes and "retain" in sizes else set()
-        for idx, row in orig.iterrows():
-            for col, skip in ((GAP, noisy), ("m.avg_gap_all", ())):
-                if pd.isna(pd.to_numeric(row.get(col), errors="coerce")):
-                    gap = avg_gap(om, rm, specs, skip)
-                    if gap is not None:
-                        df.at[idx, col] = gap
+    for _, sub in df.groupby([k for k in GROUP if k in df]):
+        comp = gap_composition(sub, specs)
+        retrains, originals = _yardstick_rows(sub, RETRAIN), _yardstick_rows(sub, ORIGINAL)
+        for idx, row in sub[sub.status.isin(DONE)].iterrows():
+            seed = int(row.seed)
+            if seed not in retrains:
+                continue
+            own = _seed_noise(originals[seed]) if seed in originals else None
+            stored = pd.to_numeric(row.get(GAP), errors="coerce")
+            rm, m = _metrics(retrains[seed]), _metrics(row)
+            if pd.isna(stored) or (own or set()) != set(comp.noisy):
+                gap = avg_gap(m, rm, specs, comp.noisy)
+                df.at[idx, GAP] = math.nan if gap is None else gap
+            if pd.isna(pd.to_numeric(row.get("m.avg_gap_all"), errors="coerce")):
+                gap = avg_gap(m, rm, specs)
+                if gap is not None:
+                    df.at[idx, "m.avg_gap_all"] = gap
     return df

@@ -125,14 +125,17 @@ def invocations_markdown(invocations: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def leaderboard_block(matrix: str, leaderboard_md: str,
-                      invocations: Sequence[Mapping[str, Any]], page: str = "docs/leaderboards.md") -> str:
+                      invocations: Sequence[Mapping[str, Any]], page: str = "docs/leaderboards.md",
+                      command: str | None = None) -> str:
     """The text between the markers of ``page``: provenance, then the leaderboard with headings
-    demoted two levels (it sits under a ``## <section>`` of that page)."""
+    demoted two levels (it sits under a ``## <section>`` of that page). ``command``: the report
+    command that wrote it (default: ``report --matrix <matrix> --benchmarks <page>``)."""
     body = []
     for line in leaderboard_md.strip().splitlines():
         body.append("##" + line if line.startswith("#") else line)
     total = sum(wall_seconds(i) or 0.0 for i in invocations)
-    head = [f"Written by `python -m bench report --matrix {matrix} --benchmarks {page}` "
+    command = command or f"python -m bench report --matrix {matrix} --benchmarks {page}"
+    head = [f"Written by `{command}` "
             "from the MLflow store; nothing below is typed by hand. The results come from "
             f"these invocations (total wall time {_duration(total)}):", "",
             *invocations_markdown(invocations), ""]
@@ -158,9 +161,10 @@ def splice(text: str, matrix: str, block: str, kind: str = "leaderboard") -> str
 
 
 def publish(path: Path, matrix: str, leaderboard_md: str,
-            invocations: Sequence[Mapping[str, Any]]) -> Path:
+            invocations: Sequence[Mapping[str, Any]], command: str | None = None) -> Path:
     """Rewrite the matrix's leaderboard block in ``path`` (atomically)."""
-    return write_block(path, matrix, leaderboard_block(matrix, leaderboard_md, invocations, Path(path).as_posix()))
+    return write_block(path, matrix, leaderboard_block(matrix, leaderboard_md, invocations, Path(path).as_posix(),
+                                                       command))
 
 
 def write_block(path: Path, matrix: str, block: str, kind: str = "leaderboard") -> Path:

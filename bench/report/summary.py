@@ -16,7 +16,8 @@ SUMMARY_METRICS = (
         "avg_gap",
         "mean |m - m_retrain| over RA, TA (TA_rest when a class is forgotten), UA, EMIA, CMIA and "
         "cMIA-AUC x 100 (those the cell has), "
-        "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics)",
+        "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics; "
+        "the report leaves out one set for all of a cell's seeds: those noise on at least half of them)",
         higher_is_better=False,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),
@@ -29,19 +30,25 @@ SUMMARY_METRICS = (
 )
 
 
+def gap_metrics(
+    metrics: Mapping[str, float],
+    retrain: Mapping[str, float],
+    specs: Mapping[str, MetricSpec],
+    exclude: Collection[str] = (),
+) -> list[str]:
+    """The metrics Avg Gap averages: those declared ``avg_gap`` that both rows have, minus
+    ``exclude`` and minus those another reported metric ``replaces``."""
+    both = [k for k in specs if k in metrics and k in retrain]
+    replaced = {specs[k].replaces for k in both}
+    return [k for k in both if specs[k].avg_gap and k not in exclude and k not in replaced]
+
+
 def avg_gap(
     metrics: Mapping[str, float],
     retrain: Mapping[str, float],
     specs: Mapping[str, MetricSpec],
     exclude: Collection[str] = (),
 ) -> float | None:
-    """Mean scaled absolute gap to retrain over the metrics declared ``avg_gap`` (minus ``exclude``,
-    and minus those another reported metric ``replaces``)."""
-    both = [k for k in specs if k in metrics and k in retrain]
-    replaced = {specs[k].replaces for k in both}
-    gaps = [
-        abs(metrics[k] - retrain[k]) * specs[k].scale
-        for k in both
-        if specs[k].avg_gap and k not in exclude and k not in replaced
-    ]
+    """Mean scaled absolute gap to retrain over :func:`gap_metrics`."""
+    gaps = [abs(metrics[k] - retrain[k]) * specs[k].scale for k in gap_metrics(metrics, retrain, specs, exclude)]
     return sum(gaps) / len(gaps) if gaps else None
