@@ -19,6 +19,7 @@ import io
 import numpy as np
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import COSINE
 
 FIGURE = "alignment_matrix.png"
 COLUMNS = 5  # panels per row of the figure
@@ -72,12 +73,13 @@ class AlignmentGap(Auditor):
     kind = "privacy"
     metrics = (
         MetricSpec("align_Df", "mean pairwise cosine of V views' head embeddings on D_f",
-                   ideal_retrain=True, source="Wang & Isola 2020; SPECS section 4", headline=False),
+                   ideal_retrain=True, bounds=COSINE, source="Wang & Isola 2020; SPECS section 4", headline=False),
         MetricSpec("align_Dr", "the same on D_r members", ideal_retrain=True,
+                   bounds=COSINE, source="Wang & Isola 2020", headline=False),
+        MetricSpec("align_Dt", "the same on D_t", ideal_retrain=True, bounds=COSINE,
                    source="Wang & Isola 2020", headline=False),
-        MetricSpec("align_Dt", "the same on D_t", ideal_retrain=True, source="Wang & Isola 2020", headline=False),
         MetricSpec("align_gap", "align_Df - align_Dt (0: forget data look unseen)",
-                   ideal_retrain=True, source="SPECS section 4"),
+                   ideal_retrain=True, bounds=(-2.0, 2.0), source="SPECS section 4"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -60,6 +60,7 @@ from bench.config import Cell, ConfigError, Matrix, MethodSpec, load_matrix, sta
 from bench.data import load_dataset
 from bench.driver import Folders
 from bench.hparams import Space, params, search_space
+from bench.report.flags import is_over_unlearning
 from bench.runner import REFERENCE_SEED_STRIDE, CellRunner, MethodResult, row_hashes
 from bench.splits import make_split, parse_scenario
 from bench.storelock import StoreLock
@@ -70,7 +71,6 @@ DEFAULT_SEED = 9_000_000  # far above any matrix's seeds and their reference off
 DEFAULT_TRIALS = 20
 FAILURE = "failure"  # user attr of a trial the method failed (counted); absent on an interrupted one
 TRIAL_KIND = "tune-trial"
-OVER_UNLEARNING = "over-unlearning"
 
 
 @dataclass
@@ -263,7 +263,7 @@ def objective(rows: list[MethodResult]) -> tuple[float | None, str]:
             return None, f"{row.status}{at}: {row.reason}"
         if row.reason:
             return None, f"incomplete audit{at}: {row.reason}"
-        over = [f for f in row.info.get("flags", []) if f.startswith(OVER_UNLEARNING)]
+        over = [f for f in row.info.get("flags", []) if is_over_unlearning(f)]
         if over:
             return None, over[0] + at
         gap = row.metrics.get("avg_gap")
