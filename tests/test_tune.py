@@ -118,7 +118,9 @@ def test_objective_is_the_rows_avg_gap_and_failures_are_not_scores():
     assert objective([row(gap=2.0), row(gap=4.0, request=1)]) == (3.0, "")  # sequential: mean over requests
     assert objective([row("failed", reason="NonFiniteLossError: loss became nan")])[0] is None
     value, why = objective([row(flags=["over-unlearning: retrain-level privacy (...) only with TA 12 vs 80"])])
-    assert value is None and why.startswith("over-unlearning")
+    assert value is None and why.startswith("over-unlearning")  # a row logged before the flag was split
+    value, why = objective([row(flags=["erased the retain set's membership signal: MIA-AUC_Dr 0.6 -> 0.5"])])
+    assert value is None and why.startswith("erased the retain set's membership signal")
     assert objective([row(flags=["utility loss: TA 70 vs retrain 80"])]) == (1.0, "")  # a finding, still a score
     assert objective([row(reason="auditor knn: boom")])[0] is None
     assert objective([row(gap=None)])[0] is None
