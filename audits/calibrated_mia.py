@@ -24,6 +24,7 @@ import numpy as np
 
 from audits.emia import auc
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import UNIT
 
 
 def calibrate(model: np.ndarray, refs: list[np.ndarray]) -> np.ndarray:
@@ -58,13 +59,14 @@ class CalibratedMIA(Auditor):
     metrics = (
         MetricSpec("cMIA-AUC", "AUC of head alignment minus the reference's (z-score if K >= 2), "
                    "D_f vs D_t", ideal_retrain=True, avg_gap=True, scale=100.0,
-                   source="beyond MUC; reference calibration as in LiRA (Carlini et al. 2022)"),
+                   bounds=UNIT, source="beyond MUC; reference calibration as in LiRA (Carlini et al. 2022)"),
         MetricSpec("cMIA-AUC_loss", "the same with minus the per-sample objective as the score",
-                   ideal_retrain=True, source="beyond MUC; LiRA-style calibration"),
+                   ideal_retrain=True, bounds=UNIT, source="beyond MUC; LiRA-style calibration"),
         MetricSpec("MIA-AUC", "uncalibrated head-alignment AUC, D_f vs D_t (for comparison)",
-                   ideal_retrain=True, source="EncoderMI score", headline=False),
+                   ideal_retrain=True, bounds=UNIT, source="EncoderMI score", headline=False),
         MetricSpec("MIA-AUC_Dr", "uncalibrated head-alignment AUC, D_r members vs D_t: the retain "
-                   "set's own membership signal", ideal_retrain=True, source="this benchmark (over-unlearning check)"),
+                   "set's own membership signal", ideal_retrain=True, bounds=UNIT,
+                   source="this benchmark (the erased-retain-signal check)"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import PERCENT
 from bench.probe import probe_probs
 
 EPS = 1e-30
@@ -77,19 +78,19 @@ class ConfidenceMIA(Auditor):
     reads = frozenset({"feats"})
     metrics = (
         MetricSpec("CMIA", "% of D_f the SVC on true-class probability calls non-member",
-                   ideal_retrain=True, avg_gap=True, source="Song & Mittal 2021; OPTML SVC_MIA"),
+                   ideal_retrain=True, avg_gap=True, bounds=PERCENT, source="Song & Mittal 2021; OPTML SVC_MIA"),
         MetricSpec("CMIA_Dt", "% of D_t called non-member, cross-fit (CMIA's chance level)",
-                   ideal_retrain=True, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
         MetricSpec("CMIA_fit", "cross-fit accuracy (%) of that SVC on D_r vs D_t",
-                   ideal_retrain=True, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
         MetricSpec("CMIA_entropy", "% of D_f called non-member, prediction-entropy feature",
-                   ideal_retrain=True, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
         MetricSpec("CMIA_entropy_fit", "cross-fit accuracy (%) of the entropy SVC",
-                   ideal_retrain=True, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021; OPTML SVC_MIA", headline=False),
         MetricSpec("CMIA_mentropy", "% of D_f called non-member, modified-entropy feature",
-                   ideal_retrain=True, source="Song & Mittal 2021", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021", headline=False),
         MetricSpec("CMIA_mentropy_fit", "cross-fit accuracy (%) of the modified-entropy SVC",
-                   ideal_retrain=True, source="Song & Mittal 2021", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="Song & Mittal 2021", headline=False),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import PERCENT, UNIT
 
 EDGES = np.linspace(0.0, 1.0, 501)  # MUC / EncoderMI: 501 candidate thresholds on [0, 1]
 
@@ -58,19 +59,19 @@ class EncoderMI(Auditor):
     reads = frozenset({"views"})
     metrics = (
         MetricSpec("EMIA", "% of D_f the backbone-alignment threshold calls non-member",
-                   ideal_retrain=True, avg_gap=True, source="EncoderMI (Liu et al. 2021); MUC"),
+                   ideal_retrain=True, avg_gap=True, bounds=PERCENT, source="EncoderMI (Liu et al. 2021); MUC"),
         MetricSpec("EMIA_Dt", "% of D_t the same threshold calls non-member (EMIA's chance level)",
-                   ideal_retrain=True, source="EncoderMI; MUC", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="EncoderMI; MUC", headline=False),
         MetricSpec("EMIA_AUC", "AUC of backbone alignment, D_f vs D_t (0.5: D_f looks unseen)",
-                   ideal_retrain=True, source="EncoderMI; MUC"),
+                   ideal_retrain=True, bounds=UNIT, source="EncoderMI; MUC"),
         MetricSpec("EMIA_fit", "balanced accuracy (%) of the backbone threshold on D_r vs D_t",
-                   ideal_retrain=True, source="EncoderMI; MUC", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="EncoderMI; MUC", headline=False),
         MetricSpec("EMIA_head", "% of D_f the head-alignment threshold calls non-member",
-                   ideal_retrain=True, source="EncoderMI; MUC (head variant)", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="EncoderMI; MUC (head variant)", headline=False),
         MetricSpec("EMIA_head_AUC", "AUC of head alignment, D_f vs D_t", ideal_retrain=True,
-                   source="EncoderMI; MUC (head variant)", headline=False),
+                   bounds=UNIT, source="EncoderMI; MUC (head variant)", headline=False),
         MetricSpec("EMIA_head_fit", "balanced accuracy (%) of the head threshold on D_r vs D_t",
-                   ideal_retrain=True, source="EncoderMI; MUC (head variant)", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="EncoderMI; MUC (head variant)", headline=False),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import PERCENT
 from bench.probe import fit_set
 
 K = 200
@@ -57,11 +58,12 @@ class WeightedKNN(Auditor):
     reads = frozenset({"feats"})
     metrics = (
         MetricSpec("kNN_RA", "weighted-kNN accuracy (%) on D_r members, leave-one-out",
-                   higher_is_better=True, ideal_retrain=True, source="Wu et al. 2018; MoCo", headline=False),
+                   higher_is_better=True, ideal_retrain=True, bounds=PERCENT, source="Wu et al. 2018; MoCo",
+                   headline=False),
         MetricSpec("kNN_FA", "weighted-kNN accuracy (%) on D_f", ideal_retrain=True,
-                   source="Wu et al. 2018; MoCo", headline=False),
+                   bounds=PERCENT, source="Wu et al. 2018; MoCo", headline=False),
         MetricSpec("kNN_TA", "weighted-kNN accuracy (%) on D_t", higher_is_better=True,
-                   ideal_retrain=True, source="Wu et al. 2018; MoCo"),
+                   ideal_retrain=True, bounds=PERCENT, source="Wu et al. 2018; MoCo"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

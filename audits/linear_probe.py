@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import PERCENT
 from bench.probe import probe_probs
 
 
@@ -21,16 +22,16 @@ class LinearProbe(Auditor):
     reads = frozenset({"feats"})
     metrics = (
         MetricSpec("RA", "probe accuracy on D_r (%)", higher_is_better=True, ideal_retrain=True,
-                   avg_gap=True, source="MUC; SalUn"),
+                   avg_gap=True, bounds=PERCENT, source="MUC; SalUn"),
         MetricSpec("TA", "probe accuracy on D_t (%)", higher_is_better=True, ideal_retrain=True,
-                   avg_gap=True, source="MUC; SalUn"),
+                   avg_gap=True, bounds=PERCENT, source="MUC; SalUn"),
         MetricSpec("TA_rest", "probe accuracy on D_t without the forgotten classes (%); class "
                    "scenarios only; replaces TA in Avg Gap", higher_is_better=True, ideal_retrain=True,
-                   avg_gap=True, replaces="TA", source="SalUn (class-wise TA)"),
+                   avg_gap=True, replaces="TA", bounds=PERCENT, source="SalUn (class-wise TA)"),
         MetricSpec("FA", "probe accuracy on D_f (%); retrain's is the target", ideal_retrain=True,
-                   source="MUC; SalUn"),
+                   bounds=PERCENT, source="MUC; SalUn"),
         MetricSpec("UA", "100 - FA (%); ideal = retrain's", ideal_retrain=True, avg_gap=True,
-                   source="MUC; SalUn"),
+                   bounds=PERCENT, source="MUC; SalUn"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import UNIT
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -29,9 +30,9 @@ class RepresentationDistance(Auditor):
     reads = frozenset({"feats"})
     metrics = (
         MetricSpec("CKA_Df", "linear CKA of backbone features with retrain's, on D_f",
-                   higher_is_better=True, source="Kornblith et al. 2019"),
+                   higher_is_better=True, bounds=UNIT, source="Kornblith et al. 2019"),
         MetricSpec("CKA_Dt", "linear CKA of backbone features with retrain's, on D_t",
-                   higher_is_better=True, source="Kornblith et al. 2019"),
+                   higher_is_better=True, bounds=UNIT, source="Kornblith et al. 2019"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

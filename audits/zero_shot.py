@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
+from bench.metrics import PERCENT
 
 
 def top1(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -25,11 +26,11 @@ class ZeroShot(Auditor):
     requires = frozenset({"text"})
     metrics = (
         MetricSpec("ZS_RA", "zero-shot accuracy (%) on D_r members", higher_is_better=True,
-                   ideal_retrain=True, source="CLIP; CLIPErase; SALMUBench", headline=False),
+                   ideal_retrain=True, bounds=PERCENT, source="CLIP; CLIPErase; SALMUBench", headline=False),
         MetricSpec("ZS_FA", "zero-shot accuracy (%) on D_f", ideal_retrain=True,
-                   source="CLIP; CLIPErase; SALMUBench", headline=False),
+                   bounds=PERCENT, source="CLIP; CLIPErase; SALMUBench", headline=False),
         MetricSpec("ZS_TA", "zero-shot accuracy (%) on D_t", higher_is_better=True,
-                   ideal_retrain=True, source="CLIP; CLIPErase; SALMUBench"),
+                   ideal_retrain=True, bounds=PERCENT, source="CLIP; CLIPErase; SALMUBench"),
     )
 
     def audit(self, model: ModelFeatures, ctx: AuditContext) -> dict[str, float]:

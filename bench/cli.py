@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             matrix, warnings = driver.prepare(opts)
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
-            print(f"matrix {matrix.name} is valid: {len(matrix.cells())} cells")
+            print(f"matrix {matrix.name} is valid: {driver.size_text(matrix.cells())}")
             return 0
         if args.command == "report":
             if args.rows is not None:

@@ -68,7 +68,8 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: encoder x dataset x scenario x seed, with everything that determines it."""
+    """One unit of work, a run: one seed of a cell (the report's cell is encoder x dataset x scenario),
+    with everything that determines it."""
 
     matrix: str
     dataset: str

@@ -129,16 +129,63 @@ def cells_of(matrix: Matrix, root: Path, fingerprints: dict[str, str] | None = N
     return tuned.apply(cells, tuned.load(matrix.tuned)) if matrix.tuned else cells
 
 
+def _cell_key(c) -> tuple[str, str, str]:
+    """What the report calls a cell (dataset x encoder x scenario); a Cell object is one seed of it."""
+    return c.dataset, f"{c.encoder_label}/{c.backbone}", c.scenario
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def size_text(cells: list) -> str:
+    """``N cells (dataset x encoder x scenario) x S seeds = R runs``: the leaderboard's meaning of a
+    cell, with a seed's run of it counted as a run."""
+    n = len({_cell_key(c) for c in cells})
+    seeds = {c.seed for c in cells}
+    return (f"{_plural(n, 'cell')} (dataset x encoder x scenario) x {_plural(len(seeds), 'seed')} = "
+            f"{_plural(len(cells), 'run')}")
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0-4, 7, 9: consecutive seeds as ranges."""
+    parts: list[list[int]] = []
+    for s in sorted(seeds):
+        if parts and s == parts[-1][-1] + 1:
+            parts[-1].append(s)
+        else:
+            parts.append([s])
+    return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 2 else ", ".join(map(str, p)) for p in parts)
+
+
 def describe_cells(matrix: Matrix, root: Path) -> str:
+    """The dry run's listing: the size, the estimate, then the cells grouped by data set, each with
+    its seeds (one line per cell, not per run)."""
     cells = cells_of(matrix, root)
     est = matrix.estimate
-    lines = [f"matrix {matrix.name}: {len(cells)} cells x {len(matrix.methods)} methods "
-             f"x {len(matrix.auditors)} auditors"]
+    lines = [f"matrix {matrix.name}: {size_text(cells)}; each run: {_plural(len(matrix.methods), 'method')}, "
+             f"{_plural(len(matrix.auditors), 'auditor')}"]
     if est:
         lines.append("estimate: " + describe_cost(matrix))
         if est.get("basis"):
             lines.append(f"  basis: {est['basis']}")
-    lines += [f"  {c.label}" for c in cells]
+    groups: dict[tuple[str, str], dict[str, list[int]]] = {}  # (dataset, encoder) -> scenario -> seeds
+    for c in cells:
+        ds, enc, sc = _cell_key(c)
+        groups.setdefault((ds, enc), {}).setdefault(sc, []).append(c.seed)
+    dataset = None
+    for (ds, enc), scenarios in groups.items():
+        if ds != dataset:
+            dataset = ds
+            lines.append(f"  {ds}:")
+        seed_sets = {tuple(sorted(v)) for v in scenarios.values()}
+        if len(seed_sets) == 1:  # one line per encoder: its cells share their seeds
+            (seeds,) = seed_sets
+            each = " each" if len(scenarios) > 1 else ""
+            lines.append(f"    {enc} · {', '.join(scenarios)}: {_plural(len(seeds), 'seed')}{each} "
+                         f"({_seed_list(list(seeds))})")
+        else:
+            lines += [f"    {enc} · {sc}: {_plural(len(v), 'seed')} ({_seed_list(v)})" for sc, v in scenarios.items()]
     return "\n".join(lines)
 
 
@@ -189,8 +236,8 @@ def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
 
     resumed = len(done & {h for c in all_cells for h in row_hashes(c)})  # this matrix's, on this data
     summary = RunSummary(resumed=resumed)
-    log.info("matrix %s: %d cells, %d with work left; %d finished results found (resume)",
-             matrix.name, len(all_cells), len(cells), resumed)
+    log.info("matrix %s: %s, %d with work left; %d finished results found (resume)",
+             matrix.name, size_text(all_cells), len(cells), resumed)
     try:
         for i, result in enumerate(executor.map(cells, opts.cache, done), 1):
             if result.error and not result.rows:  # died before any row: each method records why
@@ -408,7 +455,7 @@ def list_components(kind: str) -> str:
         lines = []
         for name, path in sorted(shipped_matrices().items()):
             m = load_matrix(str(path))
-            lines.append(f"{name}: {len(m.cells())} cells")
+            lines.append(f"{name}: {size_text(m.cells())}")
             lines += textwrap.wrap(m.description, 100, initial_indent="  ", subsequent_indent="  ")
             lines += textwrap.wrap(f"cost: {describe_cost(m)}", 100, initial_indent="  ",
                                    subsequent_indent="    ")

@@ -7,7 +7,13 @@ without importing each other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+PERCENT = (0.0, 100.0)  # accuracies and attack rates
+UNIT = (0.0, 1.0)  # AUCs, CKA
+COSINE = (-1.0, 1.0)  # mean cosines
+NON_NEGATIVE = (0.0, math.inf)  # times, memory, gaps
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class MetricSpec:
     source: str = ""
     headline: bool = True  # False: a diagnostic, shown only on the cell's details page
     ranked: bool = True  # False: an artefact of the device (CPU peak memory): shown, never ranked
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # the values it can take: intervals are clipped to it
 
     @property
     def arrow(self) -> str:

@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 
 from bench.config import Cell
+from bench.report.flags import is_over_unlearning
 from bench.runner import MethodResult
-
-OVER_UNLEARNING = "over-unlearning"
 
 
 def failure(rows: Sequence[MethodResult]) -> str:
@@ -43,7 +42,7 @@ def failure(rows: Sequence[MethodResult]) -> str:
             return f"{row.status}{at}: {row.reason}"
         if row.reason:
             return f"incomplete audit{at}: {row.reason}"
-        over = [f for f in row.info.get("flags", []) if f.startswith(OVER_UNLEARNING)]
+        over = [f for f in row.info.get("flags", []) if is_over_unlearning(f)]
         if over:
             return over[0] + at
         gap = row.metrics.get("avg_gap")

@@ -57,6 +57,17 @@ def cell_params(cell: Cell) -> dict[str, Any]:
     }
 
 
+STATUS_PREFIX = {"skipped": "n/a: ", "failed": "failed: "}  # run names of rows without results
+
+
+def run_name(row: MethodResult, label: str) -> str:
+    """The row's run name in the MLflow UI: ``method | cell``, prefixed ``n/a: `` for a method that
+    does not apply (skipped) and ``failed: `` for a failure, so a run without metrics never reads as
+    a success. The run itself stays FINISHED: resume and the results frame trust FINISHED runs that
+    carry ``bench.status`` (the status says skipped or failed)."""
+    return f"{STATUS_PREFIX.get(row.status, '')}{row.method} | {label}"
+
+
 def cell_slug(cell: Cell) -> str:
     s = f"{cell.dataset}_{cell.encoder_label}_{cell.backbone}_{cell.scenario}_s{cell.seed}"
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
@@ -228,7 +239,9 @@ class Tracker:
         end = int(time.time() * 1000)
         seconds = row.info.get("seconds", row.info.get("train_seconds", 0.0))
         start = end - int(1000 * max(0.0, float(seconds or 0.0)))
-        run = self.client.create_run(exp_id, start_time=start, tags=tags, run_name=f"{row.method} | {label}")
+        if row.status in STATUS_PREFIX:  # the UI's Description: why this run has no metrics
+            tags = {**tags, "mlflow.note.content": f"{row.status}: {row.reason}"[:4000]}
+        run = self.client.create_run(exp_id, start_time=start, tags=tags, run_name=run_name(row, label))
         rid = run.info.run_id
         if figures is not None:
             self.client.log_artifacts(rid, str(figures), artifact_path=FIGURES)

@@ -214,6 +214,24 @@ def test_alignment_gap_metrics_and_figure():
     assert set(figs) == {FIGURE} and figs[FIGURE].startswith(b"\x89PNG")
 
 
+def test_alignment_figure_marks_image_blocks_and_labels_its_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from audits.alignment_gap import _blocks
+
+    fig, ax = plt.subplots()
+    ax.imshow(np.eye(12))
+    _blocks(ax, images=3, views=4)
+    lines = sorted({round(float(ln.get_xdata()[0]), 2) for ln in ax.lines if ln.get_xdata()[0] == ln.get_xdata()[1]})
+    assert lines == [3.5, 7.5]  # between the 4-view blocks of images 1|2 and 2|3
+    assert list(ax.get_xticks()) == [1.5, 5.5, 9.5] and [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "3"]
+    assert ax.get_xlabel() == ax.get_ylabel() == "forget image (4 views each)"
+    plt.close(fig)
+
+
 # --- kNN, CKA, zero-shot ----------------------------------------------------------
 def test_knn_on_clustered_data():
     rng = np.random.default_rng(9)

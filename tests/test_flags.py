@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from bench.report.details import flag_notes
-from bench.report.flags import auc_se, cell_flags, pct_diff_se
+from bench.report.flag_names import explain, flag_name, rewrite
+from bench.report.flags import auc_se, cell_flags, is_over_unlearning, pct_diff_se
 
 SIZES = {"forget": 500, "retain": 2000, "test": 2000}
 RETRAIN = {"TA": 50.0, "FA": 50.5, "EMIA": 40.0, "EMIA_Dt": 41.0, "CMIA": 30.0, "CMIA_Dt": 31.0,
@@ -42,16 +43,53 @@ def test_no_membership_signal():
     assert any(x.startswith("no membership signal") and "rank nothing" in x for x in f.cell)
 
 
-def test_over_unlearning_by_ta_collapse():
+def test_ta_collapse_at_retrain_level_privacy():
     f = flags_of({"ga": {"TA": 43.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.57}})
-    assert len(f.methods["ga"]) == 1 and f.methods["ga"][0].startswith("over-unlearning")
-    assert "TA 43.0 vs retrain 50.0" in f.methods["ga"][0]
+    assert f.methods["ga"] == ["TA far below retrain's at retrain-level privacy: TA 43.0 vs retrain 50.0 "
+                               "(cMIA-AUC 0.480 vs retrain 0.500)"]
+    assert is_over_unlearning(f.methods["ga"][0])
 
 
-def test_over_unlearning_by_erased_retain_signal():
-    # the measured case of docs/metrics.md (sanity facts): retain signal 0.58 -> 0.49 at retrain-level forget AUC
-    f = flags_of({"ga": {"TA": 49.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}})
-    assert f.methods["ga"][0].startswith("over-unlearning") and "retain signal" in f.methods["ga"][0]
+def test_erased_retain_signal_is_named_by_what_was_measured():
+    # the measured case: retain signal 0.58 -> 0.49 at retrain-level forget AUC
+    f = flags_of({"ft": {"TA": 49.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}})
+    assert f.methods["ft"] == ["erased the retain set's membership signal: MIA-AUC_Dr 0.580 -> 0.490 "
+                               "(within 2 SE of 0.5), at retrain-level privacy (cMIA-AUC 0.480 vs retrain 0.500)"]
+    assert is_over_unlearning(f.methods["ft"][0]) and not is_over_unlearning("utility loss: TA 1 vs retrain 9")
+
+
+def test_both_damages_are_two_flags():
+    f = flags_of({"ga": {"TA": 40.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49}})
+    assert [flag_name(x) for x in f.methods["ga"]] == ["erased the retain set's membership signal",
+                                                       "TA far below retrain's at retrain-level privacy"]
+
+
+def test_legacy_over_unlearning_rows_are_restated_by_what_they_measured():
+    old = ("over-unlearning: retrain-level privacy (cMIA-AUC 0.536 vs retrain 0.507) only with "
+           "TA 40.0 vs retrain 50.0; retain signal MIA-AUC_Dr 0.594 -> 0.503 (within noise of 0.5)")
+    assert rewrite(old) == [
+        "TA far below retrain's at retrain-level privacy: TA 40.0 vs retrain 50.0 (cMIA-AUC 0.536 vs retrain 0.507)",
+        "erased the retain set's membership signal: MIA-AUC_Dr 0.594 -> 0.503 (within 2 SE of 0.5), at "
+        "retrain-level privacy (cMIA-AUC 0.536 vs retrain 0.507)"]
+    assert is_over_unlearning(old)
+    assert rewrite("utility loss: TA 1.0 vs retrain 9.0") == ["utility loss: TA 1.0 vs retrain 9.0"]
+
+
+def test_every_flag_the_code_raises_is_explained():
+    texts = [*flags_of({"a": {"TA": 40.0, "cMIA-AUC": 0.48, "MIA-AUC_Dr": 0.49},
+                        "b": {"TA": 30.0, "cMIA-AUC": 0.75}}).methods.values()]
+    bad_retrain = {**RETRAIN, "FA": 70.0, "EMIA": 10.0, "CMIA": 90.0, "cMIA-AUC": 0.7}
+    cell = flags_of(original={"TA": 50.0, "FA": 50.0, "EMIA": 30.0, "cMIA-AUC": 0.5, "EMIA_fit": 50.0},
+                    retrain=bad_retrain).cell
+    names = {flag_name(f) for f in [*cell, *(x for t in texts for x in t)]}
+    assert names == {"no membership signal", "uncalibrated auditors cannot separate members",
+                     "attacks at chance on the original", "retrain FA vs TA beyond noise",
+                     "retrain EMIA vs EMIA_Dt beyond noise", "retrain CMIA vs CMIA_Dt beyond noise",
+                     "retrain cMIA-AUC not within noise of 0.5", "erased the retain set's membership signal",
+                     "TA far below retrain's at retrain-level privacy", "utility loss"}
+    assert all(explain(n) for n in names)
+    assert "CMIA_Dt" in explain("retrain CMIA vs CMIA_Dt beyond noise")
+    assert explain("something new") is None
 
 
 def test_retain_signal_erasure_needs_an_original_signal():
@@ -74,7 +112,8 @@ def test_ta_collapse_in_a_cell_without_signal_is_utility_loss():
 def test_privacy_judged_on_emia_without_calibrated_attack():
     no_cmia = {k: v for k, v in RETRAIN.items() if k != "cMIA-AUC"}
     f = flags_of({"ga": {"TA": 40.0, "EMIA": 45.0}}, retrain=no_cmia)
-    assert f.methods["ga"][0].startswith("over-unlearning: retrain-level privacy (EMIA 45.0")
+    assert f.methods["ga"][0].startswith("TA far below retrain's at retrain-level privacy: TA 40.0 vs retrain "
+                                         "50.0 (EMIA 45.0")
 
 
 def test_retrain_sanity_facts():
@@ -112,12 +151,14 @@ def test_leaderboard_flag_notes():
     df = pd.DataFrame([
         {"method": "original", "seed": 0, "start_time": 1, "flags": "", "cell_flags": "old"},
         {"method": "ga", "seed": 0, "start_time": 0, "flags": "superseded", "cell_flags": "old"},
-        {"method": "ga", "seed": 0, "start_time": 2, "flags": "over-unlearning: x",
+        {"method": "ga", "seed": 0, "start_time": 2, "flags": "utility loss: x",
          "cell_flags": "no membership signal: y"},
         {"method": "ft", "seed": 1, "start_time": 3, "flags": "", "cell_flags": ""},
     ]).assign(request=0)
     notes = flag_notes(df)
-    assert notes == ["- ⚑ cell: no membership signal: y (seeds 0)", "- ⚑ ga: over-unlearning: x (seeds 0)"]
+    assert notes[:2] == ["- ⚑ cell: no membership signal: y (seeds 0)", "- ⚑ ga: utility loss: x (seeds 0)"]
+    legend = notes[notes.index("What each flag measured:") + 2:]  # one line per flag shown, no other
+    assert [ln.split("*")[1] for ln in legend] == ["no membership signal", "utility loss"]
 
 
 def test_privacy_metrics_are_declared_by_auditors():
@@ -144,10 +185,7 @@ def test_noisy_privacy_metrics_leave_avg_gap():
 
 
 def test_headline_names_flags_without_their_numbers():
-    from bench.report.leaderboard import flag_name
-
-    assert flag_name("over-unlearning: retrain-level privacy (cMIA-AUC 0.5 vs retrain 0.5) only with TA 40") \
-        == "over-unlearning"
+    assert flag_name("utility loss: TA 40.0 vs retrain 50.0") == "utility loss"
     assert flag_name("attacks at chance on the original (their D_f columns measure noise): EMIA_fit 50.1") \
         == "attacks at chance on the original"
     assert flag_name("retrain: FA 44.0 vs TA 51.0 beyond noise (SE 2.0)") == "retrain FA vs TA beyond noise"

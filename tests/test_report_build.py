@@ -116,7 +116,7 @@ def test_like_with_like_rankings_and_ties():
     assert small.startswith("1 cell") and "| sup_only |" in small
     df2 = frame({"simclr": {"x": 2.0, "y": 2.0}, "byol": {"x": 2.0, "y": 2.0}}, seeds=2, noise=0.0)
     md2 = board(df2)
-    assert "| 2= | x |" in md2 and "| 2= | y |" in md2  # a tie, not alphabetical
+    assert "| 1= | x |" in md2 and "| 1= | y |" in md2  # a tie, not alphabetical
 
 
 def test_the_original_avg_gap_is_computed_for_stores_without_it():
@@ -192,3 +192,87 @@ def test_cell_notes_see_superseded_rows_the_tables_drop():
     assert "rows of a: 4" in page  # both runs' rows, not only the newest the table shows
     rep = build_report(df, metric_specs(), "t", pictures=False, cell_summary=lambda rows: ["tuned line"])
     assert rep.files[paths.LEADERBOARD].count("tuned line") == 1  # under the cell's headline table
+
+
+def ranking_rows(md: str) -> list[list[str]]:
+    """Every row of every ranking table (place, method, ...)."""
+    out = []
+    for part in md.split("### Ranking ")[1:]:
+        body = part.split("\n## ", 1)[0]
+        out += [[c.strip() for c in ln.strip("|").split("|")] for ln in body.splitlines()
+                if ln.startswith("| ") and not ln.startswith("| place")]
+    return out
+
+
+def test_a_top_group_method_worse_than_retrain_is_never_bold():
+    df = frame({"simclr": {"a": 3.0, "b": 3.05, "c": 1.0}}, seeds=6, noise=0.05)
+    md = board(df)
+    rows = headline_rows(md, CELL)
+    assert rows["a"][2].startswith("worse than retrain")
+    assert "**" not in rows["a"][3] and "**" not in rows["b"][3]  # worse than retrain: no bold
+    assert rows["c"][3].startswith("**")  # in the top group and not worse than retrain
+    df2 = frame({"simclr": {"a": 3.0, "b": 3.0}}, seeds=6, noise=0.3)
+    md2 = board(df2)
+    assert "**" not in "".join(r[3] for r in headline_rows(md2, CELL).values())
+    assert "of these worse than retrain, so not bold: a, b." in md2
+
+
+def test_yardsticks_never_get_a_place_in_a_ranking():
+    cells = {e: {"a": 1.0, "b": 5.0, "c": 3.0} for e in ("simclr", "byol", "moco_v2")}
+    for seeds in (1, 3):
+        df = frame(cells, seeds=seeds, noise=0.0)
+        an = build_report(df, metric_specs(), "t", pictures=False).analysis
+        assert an.rankings and all(set(r.methods) == {"a", "b", "c"} for r in an.rankings)
+        rows = ranking_rows(board(df))
+        assert [r[:2] for r in rows] == [["1", "a"], ["2", "c"], ["3", "b"]]
+        assert not {r[1] for r in rows} & {"original", "original (doing nothing)", FLOOR}
+    # one seed: the yardsticks as reference counts (original 4.0, floor 1.0): a 1.0, c 3.0, b 5.0
+    assert [r[3:] for r in ranking_rows(board(frame(cells, seeds=1, noise=0.0)))] == [
+        ["3/3", "3/3"], ["3/3", "0/3"], ["0/3", "0/3"]]
+
+
+def test_intervals_stay_inside_the_metric_range():
+    from bench.metrics import NON_NEGATIVE
+    from bench.report.stats import fmt_stats, seed_stats
+
+    s = seed_stats([0.0, 0.1, 5.0], NON_NEGATIVE)
+    assert s.mean - s.half_width < 0 and s.low == 0.0
+    assert fmt_stats(s) == "1.70 ± 2.86 [0.00, 8.80]"
+    df = frame({"simclr": {"a": 0.3}}, seeds=3, noise=2.0, seed=3)  # gaps near 0 with a wide spread
+    gaps = df.loc[df.method == "a", "m.avg_gap"]
+    assert gaps.mean() - 4.3 * gaps.std() / 3 ** 0.5 < 0  # the raw t-interval would cross 0
+    rows = headline_rows(board(df), CELL)
+    low = float(re.search(r"\[(-?\d+\.\d+),", rows["a"][3])[1])
+    assert low == 0.0
+    assert all(s.bounds != (-np.inf, np.inf) for s in metric_specs().values())  # every metric declares one
+
+
+def test_one_seed_tables_emphasise_nothing():
+    df = frame({"simclr": {"a": 1.0, "b": 1.0, "c": 2.0}}, seeds=1, noise=0.0)
+    rep = build_report(df, metric_specs(), "t", pictures=False)
+    page = rep.files[paths.details(("digits", "simclr", "convnet-s", "random:0.1"))]
+    assert "**" not in page and "no group is claimed" in page
+    assert "**" not in headline_rows(rep.files[paths.LEADERBOARD], CELL)["a"][3]
+
+
+def test_the_utility_column_holds_differences_only():
+    rows = headline_rows(md := board(frame({"simclr": {"a": 2.0}}, seeds=2, noise=0.0)), CELL)
+    assert rows["retrain (target)"][4] == "–" and rows["a"][4].startswith("-1.00")
+    assert "Retrain's TA (the zero of TA − retrain): 80.00" in md
+
+
+def test_every_flag_shown_is_explained_on_its_page():
+    df = frame({"simclr": {"a": 1.0, "b": 2.0}}, seeds=2, noise=0.0)
+    df.loc[df.method == "a", "flags"] = ("over-unlearning: retrain-level privacy (cMIA-AUC 0.536 vs retrain "
+                                         "0.507) only with retain signal MIA-AUC_Dr 0.594 -> 0.503 (within "
+                                         "noise of 0.5)")
+    df["cell_flags"] = "retrain: CMIA 6.4 vs CMIA_Dt 52.0 beyond noise (SE 5.2)"  # every row of the cell has them
+    rep = build_report(df, metric_specs(), "t", pictures=False)
+    md, page = rep.files[paths.LEADERBOARD], rep.files[paths.details(("digits", "simclr", "convnet-s",
+                                                                       "random:0.1"))]
+    assert headline_rows(md, CELL)["a"][7] == "erased the retain set's membership signal (2/2 seeds)"
+    for text in (md, page):
+        assert "over-unlearning" not in text
+        assert "- ⚑ *erased the retain set's membership signal*: the method reached" in text
+        assert "- ⚑ *retrain CMIA vs CMIA_Dt beyond noise*: retrain, which never trained on D_f" in text
+        assert text.count("- ⚑ *") == 2  # the legend explains the flags shown, and only those

@@ -133,7 +133,7 @@ def test_markdown_has_a_table_per_request_and_the_legend() -> None:
     later["request"] = 1
     md = build_report(pd.concat([df, later]), SPECS, "t", pictures=False).markdown()
     assert "· after request 0" in md and "· after request 1" in md
-    assert "95 % t-interval" in md and "**bold** the top group" in md
+    assert "95 % t-interval, clipped to the metric's range" in md and "*top group* of a table is relative" in md
 
 
 def test_publish_splices_between_markers() -> None:

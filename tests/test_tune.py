@@ -134,6 +134,8 @@ def test_failures_are_not_scores():
     assert failure([row("failed", reason="NonFiniteLossError: loss became nan")]).startswith("failed")
     assert failure([row(flags=["over-unlearning: retrain-level privacy (...) only with TA 12 vs 80"])]).startswith(
         "over-unlearning")
+    assert failure([row(flags=["erased the retain set's membership signal: MIA-AUC_Dr 0.6 -> 0.5"])]).startswith(
+        "erased the retain set's membership signal")  # over-unlearning, named by what was measured
     assert failure([row(flags=["utility loss: TA 70 vs retrain 80"])]) == ""  # a finding, still a score
     assert failure([row(reason="auditor knn: boom")]).startswith("incomplete audit")
     assert failure([row(gap=None)]) == failure([row(gap=float("nan"))]) == "no Avg Gap"

@@ -118,7 +118,7 @@ def test_a_valid_matrix_passes_both(write_matrix, tmp_path, capsys):
     """The corpus's base matrix is valid: every refusal above is the case's own doing."""
     path = write_matrix("base")
     assert main(["validate", "--matrix", str(path)]) == 0
-    assert "is valid: 1 cells" in capsys.readouterr().out
+    assert "is valid: 1 cell (dataset x encoder x scenario) x 1 seed = 1 run" in capsys.readouterr().out
 
 
 def test_hyperparameters_are_checked_against_declared_ranges():

@@ -34,7 +34,7 @@ from bench.report.verdict import TopGroup, Verdict, top_group, verdict
 
 FORGETTING = ("cMIA-AUC", "EMIA", "UA")  # the forgetting column: the first the table has
 UTILITY = "TA"  # the utility column: TA - retrain's TA (or the metric that replaces TA, e.g. TA_rest)
-JOINERS = (ORIGINAL, FLOOR)  # yardsticks ranked beside the methods across cells
+REFERENCES = (ORIGINAL, FLOOR)  # yardsticks shown beside a ranking (never placed in it)
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Analysis:
     title: str
     specs: Mapping[str, MetricSpec]
     tables: dict[tuple, Table] = field(default_factory=dict)  # GROUP key -> table, sorted
-    rankings: list[RankTable] = field(default_factory=list)
+    rankings: list[RankTable] = field(default_factory=list)  # methods only: yardsticks are never placed
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)  # cells x rows: mean Avg Gap, yardsticks included
 
     def cells(self) -> dict[tuple, list[Table]]:
         """cell key -> its tables (one per request)."""
@@ -153,8 +154,9 @@ def analyse(df: pd.DataFrame, specs: Mapping[str, MetricSpec], title: str) -> An
     df = recompute_gaps(df, specs)  # one Avg Gap composition per table
     for key, sub in df.groupby(GROUP, sort=True):
         an.tables[key] = analyse_table(key, sub, specs)
-    values = cell_values(an.tables)
-    if len(values):
-        for cells, methods in comparable_sets(values, JOINERS):
-            an.rankings.append(rank_table(values.loc[cells, methods]))
+    an.values = cell_values(an.tables)
+    methods = an.values.drop(columns=[m for m in YARDSTICKS if m in an.values])
+    if len(methods):
+        for cells, names in comparable_sets(methods):
+            an.rankings.append(rank_table(methods.loc[cells, names]))
     return an

@@ -2,10 +2,11 @@
 
 Per request of the cell: the tests behind each verdict (paired differences to the floor,
 one-sided and TOST p-values, the margin, seeds needed), the top group's Holm-adjusted
-p-values, the trade-off plot, every metric (mean ± std [95 % CI], the best per column bold
-by its direction; device artefacts such as CPU peak memory and the privacy columns of a cell
-without membership signal bold nothing), per-seed values, the sanity facts, the flags in full
-and the alignment matrices the auditors drew.
+p-values, the trade-off plot, every metric (mean ± std [95 % CI clipped to the metric's
+range], the best mean per column bold by its direction; device artefacts such as CPU peak
+memory, the privacy columns of a cell without membership signal, and any table of one seed,
+where no claim is made, bold nothing), per-seed values, the sanity facts, the flags in full
+with a legend of those present, and the alignment matrices the auditors drew.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from bench.metrics import MetricSpec
 from bench.report.analysis import Table
+from bench.report.flag_names import flag_name, legend, split
 from bench.report.flags import PRIVACY_METRICS
 from bench.report.frame import DONE, GAP, heading, latest
 from bench.report.roles import FLOOR, RETRAIN, YARDSTICKS
@@ -47,14 +49,16 @@ def _unranked(rows: pd.DataFrame, specs: Mapping[str, MetricSpec]) -> set[str]:
 
 def metrics_table(rows: pd.DataFrame, specs: Mapping[str, MetricSpec], order: Sequence[str]) -> list[str]:
     """Methods x metrics: mean ± std [95 % CI] over seeds, the best method per column in bold
-    (bench/report/stats.py), n/a with the reason for unsupported pairs, failures with theirs."""
+    (bench/report/stats.py) once some method has two seeds (one seed claims nothing, so nothing
+    is emphasised), n/a with the reason for unsupported pairs, failures with theirs."""
     cols = _metric_columns(rows, specs)
     head = ["method", "seeds"] + [f"{c} {specs[c].arrow}".strip() for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ok = rows[rows.status.isin(DONE)]
-    stats = {(m, c): seed_stats(pd.to_numeric(g[f"m.{c}"], errors="coerce"))
+    stats = {(m, c): seed_stats(pd.to_numeric(g[f"m.{c}"], errors="coerce"), specs[c].bounds)
              for m, g in ok.groupby("method") for c in cols}
-    unranked = _unranked(rows, specs)
+    one_seed = ok.groupby("method").seed.nunique().max() < 2 if len(ok) else True
+    unranked = set(specs) if one_seed else _unranked(rows, specs)
     best: dict[str, set[str]] = {}
     digits: dict[str, int] = {}
     for c in cols:
@@ -82,19 +86,21 @@ def metrics_table(rows: pd.DataFrame, specs: Mapping[str, MetricSpec], order: Se
 
 def flag_notes(rows: pd.DataFrame) -> list[str]:
     """bench/report/flags.py findings of one table in full: the cell's (the latest run per seed)
-    and each method's."""
+    and each method's, then a legend explaining each flag shown."""
     notes: dict[str, set[int]] = {}
     for seed, g in latest(rows).groupby("seed"):
         newest = g.sort_values("start_time").iloc[-1]
         texts = [("cell", newest.get("cell_flags"))]
         texts += [(r.method, r.get("flags")) for _, r in g.iterrows()]
         for who, text in texts:
-            for f in (text.split("\n") if isinstance(text, str) else []):
-                if f:
-                    notes.setdefault(f"{who}: {f}", set()).add(int(seed))
+            for f in split(text):
+                notes.setdefault((who, f), set()).add(int(seed))
+    if not notes:
+        return []
     multi = rows.seed.nunique() > 1
-    return [f"- ⚑ {n}" + (f" (seeds {', '.join(map(str, sorted(s)))})" if multi else "")
-            for n, s in notes.items()]
+    lines = [f"- ⚑ {who}: {f}" + (f" (seeds {', '.join(map(str, sorted(s)))})" if multi else "")
+             for (who, f), s in notes.items()]
+    return lines + ["", "What each flag measured:", "", *legend(flag_name(f) for _, f in notes)]
 
 
 def _p(p: float) -> str:
@@ -134,7 +140,11 @@ def top_group_lines(t: Table) -> list[str]:
     if not top.testable:
         return [f"Top group: lowest mean Avg Gap {top.best}; with one seed no method can be tested "
                 "against it, so no group is claimed."]
-    lines = [f"Top group (bold in the headline): {', '.join(sorted(top.members))}. Every method against "
+    worse = sorted(m for m in top.members if m in t.verdicts and t.verdicts[m].worse)
+    lines = [f"Top group: {', '.join(sorted(top.members))}"
+             + (f" (bold in the headline except those worse than retrain: {', '.join(worse)})" if worse
+                else " (bold in the headline)")
+             + ". The group is relative to the methods present, not a verdict. Every method against "
              f"the lowest mean ({top.best}): one-sided paired t-test of Avg Gap > {top.best}'s, Holm-"
              f"corrected over the {len(top.p_holm)} comparisons (statsmodels multipletests); in the group "
              f"when the adjusted p ≥ {ALPHA:g}.", ""]

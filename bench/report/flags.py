@@ -22,13 +22,19 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
   D_f not within noise of the same attack's rate on D_t, or its cMIA-AUC not
   within noise of 0.5. Skipped for class forgetting, where D_f is a class D_r
   lacks and D_t is not its like.
-- method ``over-unlearning``: privacy at or beyond retrain's (cMIA-AUC no more
-  than Z SE above retrain's; EMIA if the cell has no cMIA-AUC), where the
-  original was not, reached with TA more than :data:`TA_DROP` points below
-  retrain's, or with the retain set's own membership signal (MIA-AUC_Dr) erased
-  to within noise of 0.5 while the original's is above noise.
+- method ``erased the retain set's membership signal``: privacy at or beyond retrain's
+  (cMIA-AUC no more than Z SE above retrain's; EMIA if the cell has no cMIA-AUC), where the
+  original was not, with the retain set's own membership signal (MIA-AUC_Dr) erased to within
+  noise of 0.5 while the original's is above noise: every training image now looks unseen,
+  not only D_f (a method that never sees D_f can raise it).
+- method ``TA far below retrain's at retrain-level privacy``: the same privacy reached with TA
+  more than :data:`TA_DROP` points below retrain's.
 - method ``utility loss``: TA more than TA_DROP below retrain's otherwise (also
   where the original already sat at retrain-level privacy: nothing to remove).
+
+The first two are what tuning counts as over-unlearning (:func:`is_over_unlearning`): a
+trial so flagged failed. bench/report/flag_names.py names and explains each flag on the
+pages that show it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ PRIVACY_METRICS = frozenset({  # membership columns: they rank nothing without a
 })
 
 Metrics = Mapping[str, float]
+RETAIN_ERASED = "erased the retain set's membership signal"
+TA_AT_PRIVACY = "TA far below retrain's at retrain-level privacy"
+UTILITY_LOSS = "utility loss"
+LEGACY_OVER_UNLEARNING = "over-unlearning"  # the one name rows logged before the split carry
+
+
+def is_over_unlearning(text: str) -> bool:
+    """A method flag that reached retrain-level privacy only by damage (a failed tuning trial)."""
+    return text.startswith((RETAIN_ERASED, TA_AT_PRIVACY, LEGACY_OVER_UNLEARNING))
 
 
 def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
@@ -173,25 +188,22 @@ def _privacy_reached(m: Metrics, retrain: Metrics, n: Mapping[str, int]) -> tupl
 
 
 def _method(m: Metrics, orig: Metrics, retrain: Metrics, n: Mapping[str, int]) -> list[str]:
-    damage = []
-    if _has(m, "TA") and _has(retrain, "TA") and m["TA"] < retrain["TA"] - TA_DROP:
-        damage.append(f"TA {m['TA']:.1f} vs retrain {retrain['TA']:.1f}")
+    ta_low = _has(m, "TA") and _has(retrain, "TA") and m["TA"] < retrain["TA"] - TA_DROP
+    erased = None
     if _has(m, "MIA-AUC_Dr") and _has(orig, "MIA-AUC_Dr"):
         alive, _ = _auc_signal(m, "MIA-AUC_Dr", n["retain"], n["test"])
         was, _ = _auc_signal(orig, "MIA-AUC_Dr", n["retain"], n["test"])
         if was and not alive:
-            damage.append(f"retain signal MIA-AUC_Dr {orig['MIA-AUC_Dr']:.3f} -> "
-                          f"{m['MIA-AUC_Dr']:.3f} (within noise of 0.5)")
-    if not damage:
+            erased = f"MIA-AUC_Dr {orig['MIA-AUC_Dr']:.3f} -> {m['MIA-AUC_Dr']:.3f} (within {Z:g} SE of 0.5)"
+    if not (ta_low or erased):
         return []
     reached = _privacy_reached(m, retrain, n)
     already = _privacy_reached(orig, retrain, n)  # no signal to remove: nothing was "reached"
+    ta = f"TA {m['TA']:.1f} vs retrain {retrain['TA']:.1f}" if ta_low else ""
     if reached is not None and reached[0] and not (already is not None and already[0]):
-        return [f"over-unlearning: retrain-level privacy ({reached[1]}) only with "
-                + "; ".join(damage)]
-    if _has(m, "TA") and _has(retrain, "TA") and m["TA"] < retrain["TA"] - TA_DROP:
-        return [f"utility loss: TA {m['TA']:.1f} vs retrain {retrain['TA']:.1f}"]
-    return []
+        out = [f"{RETAIN_ERASED}: {erased}, at retrain-level privacy ({reached[1]})"] if erased else []
+        return out + ([f"{TA_AT_PRIVACY}: {ta} ({reached[1]})"] if ta_low else [])
+    return [f"{UTILITY_LOSS}: {ta}"] if ta_low else []
 
 
 def cell_flags(methods: Mapping[str, Metrics], original: Metrics, retrain: Metrics,

@@ -71,7 +71,7 @@ def comparable_sets(values: pd.DataFrame, joiners: Iterable[str] = ()) -> list[t
     for s in order:
         cells = [c for c in values.index if c in s]
         methods = [m for m in values.columns if has.loc[cells, m].all()]
-        if len([m for m in methods if m not in join]) >= 1 and len(methods) >= 2:
+        if len([m for m in methods if m not in join]) >= 2:  # one method alone has no ranking
             out.append((cells, methods))
     return out
 

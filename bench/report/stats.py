@@ -2,7 +2,9 @@
 
 Kept apart from the markdown so it is tested on hand-made numbers. With n seeds
 the interval is mean ± t_{0.975, n-1} · std / sqrt(n) (std with ddof 1); one
-seed has no interval. "Best" follows each metric's declared direction: ↑ the
+seed has no interval. The interval is clipped to the range the metric declares
+(``MetricSpec.bounds``: a percentage stays in 0-100, an AUC in 0-1, a time or a gap at or
+above 0): the t-interval is symmetric, the metric is not. "Best" follows each metric's declared direction: ↑ the
 largest mean, ↓ the smallest, ≈R the mean closest to retrain's; a metric declared
 ``ranked=False`` (a device artefact: CPU peak memory) has no best. The original,
 retrain and the floor are yardsticks, never "best"; ties at the printed precision
@@ -28,14 +30,15 @@ class SeedStats:
     std: float  # sample standard deviation (ddof 1); 0 for a single seed
     n: int
     half_width: float  # half-width of the 95 % CI; nan below two seeds
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # the metric's range: the interval stays inside
 
     @property
     def low(self) -> float:
-        return self.mean - self.half_width
+        return max(self.mean - self.half_width, self.bounds[0])
 
     @property
     def high(self) -> float:
-        return self.mean + self.half_width
+        return min(self.mean + self.half_width, self.bounds[1])
 
 
 def t_critical(n: int, level: float = LEVEL) -> float:
@@ -45,17 +48,24 @@ def t_critical(n: int, level: float = LEVEL) -> float:
     return float(t.ppf(0.5 + level / 2, n - 1))
 
 
-def seed_stats(values: Iterable[float]) -> SeedStats:
-    """Mean, std and 95 % CI of the finite values (NaN/inf and None are dropped)."""
+def seed_stats(values: Iterable[float], bounds: tuple[float, float] = (-math.inf, math.inf)) -> SeedStats:
+    """Mean, std and 95 % CI of the finite values (NaN/inf and None are dropped); the CI is
+    clipped to ``bounds``, the range of the metric (its spec's ``bounds``)."""
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
     n = len(v)
     if n == 0:
-        return SeedStats(math.nan, math.nan, 0, math.nan)
+        return SeedStats(math.nan, math.nan, 0, math.nan, bounds)
     mean = sum(v) / n
     if n == 1:
-        return SeedStats(mean, 0.0, 1, math.nan)
+        return SeedStats(mean, 0.0, 1, math.nan, bounds)
     std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
-    return SeedStats(mean, std, n, t_critical(n) * std / math.sqrt(n))
+    return SeedStats(mean, std, n, t_critical(n) * std / math.sqrt(n), bounds)
+
+
+def difference_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """The range of a difference of two values of a metric with range ``bounds`` (TA - retrain's TA)."""
+    width = bounds[1] - bounds[0]
+    return -width, width
 
 
 def fmt_stats(s: SeedStats, digits: int = 2, bold: bool = False, ci: bool = True, signed: bool = False) -> str:

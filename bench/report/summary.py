@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from bench.metrics import MetricSpec
+from bench.metrics import NON_NEGATIVE, MetricSpec
 
 SUMMARY_METRICS = (
-    MetricSpec("rte_s", "unlearning wall time in seconds (RTE)", higher_is_better=False),
-    MetricSpec("rte_frac", "RTE as a fraction of retrain's training time", higher_is_better=False),
+    MetricSpec("rte_s", "unlearning wall time in seconds (RTE)", higher_is_better=False, bounds=NON_NEGATIVE),
+    MetricSpec("rte_frac", "RTE as a fraction of retrain's training time", higher_is_better=False,
+               bounds=NON_NEGATIVE),
     MetricSpec("peak_mem_mb", "peak memory during unlearning (GPU allocator, or process RSS on CPU); shown, "
                "never ranked: on CPU it samples the whole process, not the method (0 when nothing grew)",
-               higher_is_better=False, ranked=False),
+               higher_is_better=False, ranked=False, bounds=NON_NEGATIVE),
     MetricSpec(
         "avg_gap",
         "mean |m - m_retrain| over RA, TA (TA_rest when a class is forgotten), UA, EMIA, CMIA and "
@@ -19,12 +20,14 @@ SUMMARY_METRICS = (
         "leaving out privacy metrics that measure noise in the cell (bench.report.flags.noisy_metrics; "
         "the report leaves out one set for all of a cell's seeds: those noise on at least half of them)",
         higher_is_better=False,
+        bounds=NON_NEGATIVE,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),
     MetricSpec(
         "avg_gap_all",
         "Avg Gap over all six metrics, noisy ones included (the literal definition)",
         higher_is_better=False,
+        bounds=NON_NEGATIVE,
         source="SalUn (Fan et al. 2024) with the encoder auditors added",
     ),
 )
