@@ -9,7 +9,6 @@ batches are index lookups rather than a DataLoader with PIL workers.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,11 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.dataspec import DataUnavailableError, default_data_root, parse_dataset  # noqa: F401 (re-exported)
 from bench.registry import datasets
-
-
-class DataUnavailableError(RuntimeError):
-    """The dataset is not on disk (and cannot be downloaded); the message says how to get it."""
 
 
 @dataclass
@@ -97,21 +93,6 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
-
-
-def default_data_root() -> Path:
-    """``$BENCH_DATA`` or the user's cache dir (``~/.cache/unlearn-bench/data``)."""
-    env = os.environ.get("BENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unlearn-bench" / "data"
-
-
-def parse_dataset(spec: str) -> tuple[str, str | None]:
-    """``"imagefolder:/path"`` -> ``("imagefolder", "/path")``; ``"cifar10"`` -> ``("cifar10", None)``."""
-    name, _, arg = spec.partition(":")
-    return name, (arg or None)
 
 
 def check_dataset(spec: str, root: Path, download: bool = False) -> str | None:

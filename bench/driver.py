@@ -15,20 +15,18 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import registry, tuned
-from bench.audit import metric_specs
 from bench.config import ConfigError, Matrix, check_data_content, load_matrix, shipped_matrices, validate
-from bench.data import default_data_root, load_dataset
-from bench.estimate import describe as describe_cost
-from bench.executors import failed_rows, get_executor
-from bench.report import tuning
-from bench.report.build import AuditorFigures, Report, build_report, write_report
-from bench.report.frame import CELL, latest
-from bench.report.publish import provenance_tags, publish
-from bench.runner import pending, row_hashes
+from bench.dataspec import default_data_root
 from bench.storelock import StoreLock
-from bench.tracking import Tracker
+
+if TYPE_CHECKING:
+    from bench.report.build import AuditorFigures, Report
+    from bench.tracking import Tracker
+# torch, MLflow and pandas load inside the functions that use them: a matrix refused for its
+# YAML or a misspelt name answers without them
 
 log = logging.getLogger("bench")
 
@@ -101,6 +99,13 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
     return matrix, warnings
 
 
+def get_executor(name: str, **options):
+    """:func:`bench.executors.get_executor`, imported when first called (it imports the runner, so torch)."""
+    from bench import executors
+
+    return executors.get_executor(name, **options)
+
+
 def executor_for(opts: RunOptions, matrix: Matrix):
     """The executor the options name, with the matrix's resources and defaults (cheap: engines
     connect only when cells are mapped)."""
@@ -117,6 +122,8 @@ def cells_of(matrix: Matrix, root: Path, fingerprints: dict[str, str] | None = N
 
 
 def describe_cells(matrix: Matrix, root: Path) -> str:
+    from bench.estimate import describe as describe_cost
+
     cells = cells_of(matrix, root)
     est = matrix.estimate
     lines = [f"matrix {matrix.name}: {len(cells)} cells x {len(matrix.methods)} methods "
@@ -138,6 +145,8 @@ def run_matrix(opts: RunOptions) -> RunSummary:
         print(describe_cells(matrix, opts.root))
         return RunSummary()
     if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
+        from bench.data import load_dataset
+
         for ds in matrix.datasets:
             check_data_content(matrix, ds, load_dataset(ds, opts.root, download=True))
     executor = executor_for(opts, matrix)
@@ -147,6 +156,12 @@ def run_matrix(opts: RunOptions) -> RunSummary:
 
 def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     """The run proper, holding the results folder: resume, run the cells, log them, report."""
+    from bench.data import load_dataset
+    from bench.executors import failed_rows
+    from bench.report.publish import provenance_tags
+    from bench.runner import pending, row_hashes
+    from bench.tracking import Tracker
+
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
     killed = tracker.mark_killed()  # we hold the store: a RUNNING invocation's driver is dead
     if killed:
@@ -211,6 +226,13 @@ def report(matrix_name: str, results_dir: Path = Path("results"), tracking_uri: 
     the previous one); with ``benchmarks``, also write the leaderboard, with each contributing
     invocation's provenance, between the matrix's markers in that file (BENCHMARKS.md), its links
     resolving from there."""
+    from bench.audit import metric_specs
+    from bench.report import tuning
+    from bench.report.build import build_report, write_report
+    from bench.report.frame import latest
+    from bench.report.publish import publish
+    from bench.tracking import Tracker
+
     tracker = Tracker(results_dir, tracking_uri)
     df = tracker.results_frame(matrix_name)
     folder = Path(results_dir) / matrix_name
@@ -237,6 +259,8 @@ def auditor_figures(tracker: Tracker, df) -> AuditorFigures:
     """The PNGs the auditors drew, per (cell, seed), as the store keeps them: on the run the rows'
     ``bench.figures_run`` tag names, under ``figures/`` (Tracker.figure_paths), or, in stores
     written before that, on the invocation's parent run under ``<cell_slug>/``."""
+    from bench.report.frame import CELL, latest
+
     out: dict = {}
     if not len(df) or "figures_run" not in df:
         return out
@@ -285,6 +309,8 @@ def log_report_run(tracker: Tracker, matrix_name: str, rep: Report) -> None:
 
 
 def list_components(kind: str) -> str:
+    from bench.estimate import describe as describe_cost
+
     if kind == "matrices":
         lines = []
         for name, path in sorted(shipped_matrices().items()):
@@ -404,6 +430,8 @@ def start_ui(results_dir: Path = Path("results"), port: int = 5000, tracking_uri
 
 def ui_experiments(results_dir: Path, tracking_uri: str | None) -> list:
     """The store's experiments, for the UI's links (none when the store cannot be read)."""
+    from bench.tracking import Tracker
+
     try:
         exps = Tracker(results_dir, tracking_uri).client.search_experiments()
     except Exception:  # the server reports a broken store better than a list could
