@@ -29,12 +29,17 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
   to within noise of 0.5 while the original's is above noise.
 - method ``utility loss``: TA more than TA_DROP below retrain's otherwise (also
   where the original already sat at retrain-level privacy: nothing to remove).
+- method ``did nothing (weights)``: its state dict equals the model's it started from,
+  tensor for tensor (measured by the runner, passed as ``unchanged``); else ``did nothing
+  (metrics)``: every audit metric it shares with the original (not cost columns,
+  :data:`COST_METRICS`) equals the original's exactly. Its scores are the original's, not
+  the method's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 Z = 2.0  # standard errors that count as "beyond noise"
@@ -45,6 +50,8 @@ PRIVACY_METRICS = frozenset({  # membership columns: they rank nothing without a
     "CMIA_mentropy_fit", "cMIA-AUC", "cMIA-AUC_loss", "MIA-AUC", "MIA-AUC_Dr", "align_Df",
     "align_gap",
 })
+
+COST_METRICS = frozenset({"rte_s", "rte_frac", "peak_mem_mb", "avg_gap", "avg_gap_all"})  # not audits
 
 Metrics = Mapping[str, float]
 
@@ -194,13 +201,28 @@ def _method(m: Metrics, orig: Metrics, retrain: Metrics, n: Mapping[str, int]) -
     return []
 
 
+def did_nothing(m: Metrics, orig: Metrics, weights_unchanged: bool) -> list[str]:
+    """The method's output is the original: by its weights where the runner compared them,
+    else by every shared audit metric being identical (a method may change weights the
+    audits never read)."""
+    if weights_unchanged:
+        return ["did nothing (weights): every tensor of its state dict equals the model it started from"]
+    shared = [k for k in m if k not in COST_METRICS and _has(m, k) and _has(orig, k)]
+    if shared and all(m[k] == orig[k] for k in shared):
+        return [f"did nothing (metrics): all {len(shared)} audit metrics equal the original's"]
+    return []
+
+
 def cell_flags(methods: Mapping[str, Metrics], original: Metrics, retrain: Metrics,
-               sizes: Mapping[str, int], class_forgetting: bool = False) -> CellFlags:
+               sizes: Mapping[str, int], class_forgetting: bool = False,
+               unchanged: Collection[str] = ()) -> CellFlags:
     """Flags of one cell (one request): cell-level ones, and each method's own.
 
-    ``sizes`` holds the audit split sizes ("forget", "retain" members, "test").
+    ``sizes`` holds the audit split sizes ("forget", "retain" members, "test"); ``unchanged``
+    names the methods whose weights the runner found identical to their starting model's.
     """
     return CellFlags(
         cell=_cell(original, retrain, sizes, class_forgetting),
-        methods={name: _method(m, original, retrain, sizes) for name, m in methods.items()},
+        methods={name: did_nothing(m, original, name in unchanged) + _method(m, original, retrain, sizes)
+                 for name, m in methods.items()},
     )
