@@ -83,10 +83,11 @@ class MeanFeature(Auditor):
 
 
 def test_the_runner_flags_a_method_that_returns_the_original(write_matrix, tmp_path):
-    path = write_matrix("noop", methods=["retrain", "_test_noop", "_test_one_step"],
-                        auditors=["_test_mean_feature"], train={"epochs": 1, "batch_size": 64, "lr": 0.002},
-                        data={"n_val": 20, "n_train": 200, "n_test": 100},
-                        audit={"views": 2, "max_members": 100, "references": 1})
+    path = write_matrix("noop", methods=["retrain", "_test_noop", "_test_one_step"], auditors=["_test_mean_feature"],
+                        encoders=[{"name": "supervised", "backbone": "convnet-s"}],
+                        train={"epochs": 1, "batch_size": 50, "lr": 0.002},
+                        data={"n_val": 10, "n_train": 100, "n_test": 50},
+                        audit={"views": 2, "max_members": 50, "references": 1})
     result = CellRunner(load_matrix(str(path)).cells()[0], tmp_path / "cache").run()
     flags = {row.method: row.info["flags"] for row in result.rows if row.status == "finished"}
     assert flags["_test_noop"] == ["did nothing (weights): every tensor of its state dict equals the model "
