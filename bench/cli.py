@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true",
                      help="download missing data sets with torchvision (needs internet)")
 
+    run.add_argument("--seeds", default=None,
+                     help="run these seeds instead of the matrix's: comma-separated, ranges allowed (4-7,9); "
+                          "rows of other seeds already published are kept, so seeds accumulate")
     run.add_argument("--tuned", type=Path, default=None,
                      help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
 
@@ -109,6 +112,29 @@ def executor_options(text: str) -> dict:
     return value
 
 
+def seed_list(text: str | None) -> list[int] | None:
+    """``--seeds``: ``0-3,7`` -> [0, 1, 2, 3, 7]; one line naming the flag on a bad item."""
+    if text is None:
+        return None
+    seeds: list[int] = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        lo, _, hi = item.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise ConfigError(f"--seeds: {item!r} is not a seed or a range: pass e.g. --seeds 4-7 or --seeds 0,2,5") \
+                from None
+        if b < a or a < 0:
+            raise ConfigError(f"--seeds: range {item!r} is empty or negative: write low-high, e.g. 4-7")
+        seeds += range(a, b + 1)
+    if not seeds:
+        raise ConfigError("--seeds is empty: pass e.g. --seeds 4-7")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"--seeds names seed {twice[0]} twice: list each seed once")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -130,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 executor_options=executor_options(args.executor_options), fresh=args.fresh,
                 dry_run=args.dry_run, device=args.device, precision=args.precision,
                 tracking_uri=args.tracking_uri, download=args.download, compile=args.compile,
-                tuned=args.tuned,
+                tuned=args.tuned, seeds=seed_list(args.seeds),
             )
             summary = driver.run_matrix(opts)
             if not args.dry_run:

@@ -64,6 +64,7 @@ class RunOptions(Folders):
     download: bool = False  # let torchvision download missing data sets (needs internet)
     compile: bool = False  # torch.compile the backbones (overrides the matrix's compile: false)
     tuned: Path | None = None  # a tuned.yaml (bench/tuned.py); overrides the matrix's tuned: key
+    seeds: list[int] | None = None  # `run --seeds`: these instead of the matrix's (validated like its own)
 
 
 @dataclass
@@ -91,6 +92,8 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
         matrix.compile = True
     if opts.tuned:
         matrix.tuned = str(opts.tuned)
+    if opts.seeds is not None:
+        matrix.seeds = list(opts.seeds)
     warnings = validate(matrix, opts.root, check_data=not opts.dry_run, download=opts.download,
                         executor=opts.executor)
     if matrix.tuned:  # unknown methods, values outside their spaces (bench/tuned.py)

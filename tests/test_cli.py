@@ -167,3 +167,18 @@ def test_rows_carry_split_sizes_and_backfill_restores_them(e2e):
     board = next((results / "e2e" / "cells").glob("*.md")).read_text()  # the cell's details page
     assert "Sanity facts" in board and "Split sizes backfilled" in board
     assert "| 0 | " in board.split("Sanity facts", 1)[1]
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("4-7", [4, 5, 6, 7]), ("0,2,5", [0, 2, 5]), ("1-2,9", [1, 2, 9]),
+                                             (None, None)])
+def test_seeds_flag_parses_lists_and_ranges(text: str | None, seeds: list[int] | None) -> None:
+    from bench.cli import seed_list
+
+    assert seed_list(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["a", "7-4", "1,1", "", "3-x"])
+def test_bad_seeds_flag_is_refused_with_exit_2(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--matrix", "smoke", "--seeds", text, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --seeds")
