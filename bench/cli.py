@@ -114,6 +114,8 @@ def executor_options(text: str) -> dict:
 
 def seed_list(text: str | None) -> list[int] | None:
     """``--seeds``: ``0-3,7`` -> [0, 1, 2, 3, 7]; one line naming the flag on a bad item."""
+    from bench.config import ConfigError
+
     if text is None:
         return None
     seeds: list[int] = []
