@@ -2,7 +2,8 @@
 
 Thin by design: every command calls a function of :mod:`bench.driver`. A
 configuration problem prints one line and exits 2 with nothing written; failed
-cells exit 1 after the rest of the matrix has run.
+cells exit 1 after the rest of the matrix has run. Imports nothing heavy before
+argparse has run: ``--help`` and a refused matrix answer without torch.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-
-from bench.config import ConfigError
-from bench.data import DataUnavailableError
-from bench.registry import UnknownNameError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -114,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def executor_options(text: str) -> dict:
     """``--executor-options``: a JSON object, or one line naming the flag and the problem."""
+    from bench.config import ConfigError
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -126,6 +125,8 @@ def executor_options(text: str) -> dict:
 
 def seed_list(text: str | None) -> list[int] | None:
     """``--seeds``: ``0-3,7`` -> [0, 1, 2, 3, 7]; one line naming the flag on a bad item."""
+    from bench.config import ConfigError
+
     if text is None:
         return None
     seeds: list[int] = []
@@ -154,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     for noisy in ("alembic", "mlflow", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from bench import driver
+    from bench.config import ConfigError
+    from bench.dataspec import DataUnavailableError
+    from bench.registry import BY_LISTING, BrokenComponentError, UnknownNameError
 
     try:
+        from bench import driver
+
         if args.command == "run":
             opts = driver.RunOptions(
                 matrix=args.matrix, results_dir=args.results_dir, data_root=args.data_root,
@@ -194,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "ls":
             print(driver.list_components(args.kind))
+            for problem in BY_LISTING[args.kind].broken if args.kind in BY_LISTING else ():
+                print(f"warning: not listed, cannot be imported: {problem}", file=sys.stderr)
             return 0
         if args.command == "validate":
             opts = driver.RunOptions(matrix=args.matrix, data_root=args.data_root, dry_run=args.dry_run,
@@ -220,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "ui":
             return driver.start_ui(args.results_dir, args.port, args.tracking_uri)
-    except (ConfigError, UnknownNameError, DataUnavailableError) as e:
+    except (ConfigError, UnknownNameError, DataUnavailableError, BrokenComponentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 2

@@ -484,36 +484,47 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
     ``executor``: a CUDA device is checked here only for the local executor (others run cells on
     other machines). ``cache``: the model cache folder, where decoded images are kept (bench.data).
     Method parameters come back coerced to their declared types."""
-    from bench.data import DataUnavailableError, check_dataset, load_dataset, parse_dataset
+    from bench.dataspec import DataUnavailableError, parse_dataset
 
     warnings: list[str] = []
-    for ds in matrix.datasets:
-        _check_name(registry.datasets, parse_dataset(ds)[0])
-    for enc in matrix.encoders:
-        _check_name(registry.encoders, enc.name)
-        _check_name(registry.backbones, enc.backbone)
-        _check_encoder_params(enc)
-        _build(TrainBudget, {**dataclasses.asdict(matrix.train), **enc.train}, f"encoder {enc.name} train")
+    # names first: the registries read them from source, so a misspelt one imports nothing
+    for reg, names in ((registry.datasets, [parse_dataset(ds)[0] for ds in matrix.datasets]),
+                       (registry.encoders, [e.name for e in matrix.encoders]),
+                       (registry.backbones, [e.backbone for e in matrix.encoders]),
+                       (registry.methods, [m.name for m in matrix.methods]), (registry.auditors, matrix.auditors)):
+        for name in names:
+            _check_name(reg, name)
     for sc in matrix.scenarios:
         try:
             parse_scenario(sc)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    for enc in matrix.encoders:
+        _build(TrainBudget, {**dataclasses.asdict(matrix.train), **enc.train}, f"encoder {enc.name} train")
+    if matrix.precision not in {"fp32", "bf16"}:
+        raise ConfigError(f"precision '{matrix.precision}' unknown: use fp32 or bf16")
+    if matrix.device != "auto" and not matrix.device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"device '{matrix.device}' unknown: use auto, cpu or cuda[:N]")
+    if not any(m.name == "retrain" for m in matrix.methods):
+        raise ConfigError("every matrix must list 'retrain' among its methods: it is the reference")
+    # then what needs the components' code (torch): every module the matrix uses is imported
+    # here, so one that fails to import is refused before any work (registry.BrokenComponentError)
+    for enc in matrix.encoders:
+        registry.backbones.get(enc.backbone)
+    for name in matrix.auditors:
+        registry.auditors.get(name)
+    from bench.data import check_dataset, load_dataset
+
+    for enc in matrix.encoders:
+        _check_encoder_params(enc)
     checked = []
     for spec in matrix.methods:
-        _check_name(registry.methods, spec.name)
         try:
             values = hparams.check(registry.methods.get(spec.name), spec.kwargs, f"method {spec.name}")
         except hparams.HParamError as e:
             raise ConfigError(str(e)) from None
         checked.append(MethodSpec(spec.name, tuple(sorted(values.items()))))
     matrix.methods = checked
-    for name in matrix.auditors:
-        _check_name(registry.auditors, name)
-    if matrix.precision not in {"fp32", "bf16"}:
-        raise ConfigError(f"precision '{matrix.precision}' unknown: use fp32 or bf16")
-    if matrix.device != "auto" and not matrix.device.startswith(("cpu", "cuda")):
-        raise ConfigError(f"device '{matrix.device}' unknown: use auto, cpu or cuda[:N]")
     if executor == "local":  # a dry run only lists the cells: there, a missing GPU is a warning
         try:
             _check_device(matrix.device)
@@ -523,8 +534,6 @@ def validate(matrix: Matrix, data_root: Path, check_data: bool = True, download:
             warnings.append(str(e))
         else:
             warnings += _precision_warnings(matrix)
-    if not any(m.name == "retrain" for m in matrix.methods):
-        raise ConfigError("every matrix must list 'retrain' among its methods: it is the reference")
     for ds in matrix.datasets:
         problem = check_dataset(ds, data_root, download)
         if problem and check_data:

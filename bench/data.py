@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,11 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.dataspec import DataUnavailableError, default_data_root, parse_dataset, user_cache  # noqa: F401 (re-exported)
 from bench.registry import datasets
-
-
-class DataUnavailableError(RuntimeError):
-    """The dataset is not on disk (and cannot be downloaded); the message says how to get it."""
 
 
 @dataclass
@@ -100,31 +96,11 @@ class Batch:
         return int(self.x.shape[0])
 
 
-def user_cache() -> Path:
-    """The user's cache folder of the suite (``$XDG_CACHE_HOME/unlearn-bench``, else ``~/.cache/unlearn-bench``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unlearn-bench"
-
-
-def default_data_root() -> Path:
-    """``$BENCH_DATA`` or the user's cache dir (``~/.cache/unlearn-bench/data``)."""
-    env = os.environ.get("BENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return user_cache() / "data"
-
-
 def decode_cache(cache: Path | None = None) -> Path:
     """Where decoded image trees are kept: ``<cache>/decoded`` (the command's model cache folder),
     else ``decoded`` in the user's cache folder; never the data root, which may be read-only or
     shared and is the user's to fill."""
     return (Path(cache) if cache is not None else user_cache()) / "decoded"
-
-
-def parse_dataset(spec: str) -> tuple[str, str | None]:
-    """``"imagefolder:/path"`` -> ``("imagefolder", "/path")``; ``"cifar10"`` -> ``("cifar10", None)``."""
-    name, _, arg = spec.partition(":")
-    return name, (arg or None)
 
 
 def check_dataset(spec: str, root: Path, download: bool = False) -> str | None:

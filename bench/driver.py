@@ -17,20 +17,20 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench import registry, rows, tuned
-from bench.audit import metric_specs
+from bench import registry, tuned
 from bench.config import ConfigError, Matrix, check_data_content, load_matrix, shipped_matrices, validate
-from bench.data import default_data_root, load_dataset
-from bench.estimate import describe as describe_cost
-from bench.executors import failed_rows, get_executor
-from bench.report import paths, tuning
-from bench.report.build import AuditorFigures, Report, build_report, write_report
-from bench.report.frame import CELL, latest
-from bench.report.publish import provenance_tags, publish
-from bench.runner import pending, row_hashes
+from bench.dataspec import default_data_root
 from bench.storelock import StoreLock
-from bench.tracking import Tracker
+
+if TYPE_CHECKING:
+    from bench.report.build import AuditorFigures, Report
+    from bench.tracking import Tracker
+# torch, MLflow and pandas load inside the functions that use them: a matrix refused for its
+# YAML or a misspelt name answers without them
+# torch, MLflow and pandas load inside the functions that use them: a matrix refused for its
+# YAML or a misspelt name answers without them
 
 log = logging.getLogger("bench")
 
@@ -109,9 +109,18 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
     executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
     if opts.from_rows and opts.fresh:
         raise ConfigError("--fresh recomputes every row and --from counts a file's rows as done: pass one of them")
+    from bench import rows
+
     for path in opts.from_rows:
         rows.read(path)  # a bad rows file: one line naming the fix, before any work
     return matrix, warnings
+
+
+def get_executor(name: str, **options):
+    """:func:`bench.executors.get_executor`, imported when first called (it imports the runner, so torch)."""
+    from bench import executors
+
+    return executors.get_executor(name, **options)
 
 
 def executor_for(opts: RunOptions, matrix: Matrix):
@@ -161,6 +170,8 @@ def _seed_list(seeds: list[int]) -> str:
 def describe_cells(matrix: Matrix, root: Path) -> str:
     """The dry run's listing: the size, the estimate, then the cells grouped by data set, each with
     its seeds (one line per cell, not per run)."""
+    from bench.estimate import describe as describe_cost
+
     cells = cells_of(matrix, root)
     est = matrix.estimate
     lines = [f"matrix {matrix.name}: {size_text(cells)}; each run: {_plural(len(matrix.methods), 'method')}, "
@@ -198,6 +209,8 @@ def run_matrix(opts: RunOptions) -> RunSummary:
         print(describe_cells(matrix, opts.root))
         return RunSummary()
     if opts.download:  # fetch once here, so cells (in any worker) find the files on disk
+        from bench.data import load_dataset
+
         for ds in matrix.datasets:
             check_data_content(matrix, ds, load_dataset(ds, opts.root, download=True, cache=opts.cache))
     executor = executor_for(opts, matrix)
@@ -207,6 +220,12 @@ def run_matrix(opts: RunOptions) -> RunSummary:
 
 def _drive(opts: RunOptions, matrix: Matrix, executor, t0: float) -> RunSummary:
     """The run proper, holding the results folder: resume, run the cells, log them, report."""
+    from bench.data import load_dataset
+    from bench.executors import failed_rows
+    from bench.report.publish import provenance_tags
+    from bench.runner import pending, row_hashes
+    from bench.tracking import Tracker
+
     tracker = Tracker(opts.results_dir, opts.tracking_uri)
     killed = tracker.mark_killed()  # we hold the store: a RUNNING invocation's driver is dead
     if killed:
@@ -271,6 +290,9 @@ def done_from_files(files, cells) -> frozenset[str]:
     """The config hashes of every cell-seed whose rows the files hold in full (failed ones
     excepted): the unit that moves between machines, since a seed's methods and yardsticks come
     from one model cache. A cell-seed a file holds in part is computed here entirely."""
+    from bench import rows
+    from bench.runner import row_hashes
+
     have: set[str] = set()
     for path in files:
         have |= rows.finished(rows.read(path))
@@ -297,6 +319,13 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
     (the tracked results/). With ``benchmarks``, also write the leaderboard, with each
     contributing invocation's provenance, between the matrix's markers in that file
     (docs/leaderboards.md), its links resolving from there."""
+    from bench import rows
+    from bench.report import tuning
+    from bench.report.build import write_report
+    from bench.report.frame import CELL, latest
+    from bench.report.publish import publish
+    from bench.tracking import Tracker
+
     tracker = Tracker(results_dir, tracking_uri)
     raw = tracker.results_frame(matrix_name)
     invs = tracker.invocations(matrix_name)
@@ -340,6 +369,9 @@ def report_rows(path: Path, out: Path | None = None) -> Path:
     """Rebuild the report from a rows file alone (no MLflow): into ``out`` (default: the file's
     folder), titled by that folder's name (results/<matrix>/rows.csv), with the auditors'
     figures a published report left beside the file (MLflow alone keeps the originals)."""
+    from bench import rows
+    from bench.report.build import write_report
+
     path = Path(path)
     df = rows.read(path)  # validated before anything is written
     rep = report_of(df, path.resolve().parent.name, published_figures(path.parent, df))
@@ -348,6 +380,10 @@ def report_rows(path: Path, out: Path | None = None) -> Path:
 
 def report_of(df, title: str, figures: AuditorFigures) -> Report:
     """The report of a rows frame (bench/rows.py ``read``): one function for both sources."""
+    from bench.audit import metric_specs
+    from bench.report import tuning
+    from bench.report.build import build_report
+
     return build_report(df, metric_specs(), title, figures,
                         header=[f"Hyperparameters: {tuning.header(df)}."] if len(df) else [],
                         cell_notes=tuning.method_lines, cell_summary=tuning.summary_lines)
@@ -388,6 +424,9 @@ def file_invocations(df) -> list[dict]:
 def published_figures(folder: Path, df) -> AuditorFigures:
     """The auditors' figures a written report holds under ``<folder>/figures/<cell>/s<seed>-*.png``,
     per (cell, seed) of ``df``."""
+    from bench.report import paths
+    from bench.report.frame import CELL
+
     out: dict = {}
     if not len(df):
         return out
@@ -403,6 +442,8 @@ def auditor_figures(tracker: Tracker, df) -> AuditorFigures:
     """The PNGs the auditors drew, per (cell, seed), as the store keeps them: on the run the rows'
     ``bench.figures_run`` tag names, under ``figures/`` (Tracker.figure_paths), or, in stores
     written before that, on the invocation's parent run under ``<cell_slug>/``."""
+    from bench.report.frame import CELL, latest
+
     out: dict = {}
     if not len(df) or "figures_run" not in df:
         return out
@@ -451,6 +492,8 @@ def log_report_run(tracker: Tracker, matrix_name: str, rep: Report) -> None:
 
 
 def list_components(kind: str) -> str:
+    from bench.estimate import describe as describe_cost
+
     if kind == "matrices":
         lines = []
         for name, path in sorted(shipped_matrices().items()):
@@ -570,6 +613,8 @@ def start_ui(results_dir: Path = RUNS, port: int = 5000, tracking_uri: str | Non
 
 def ui_experiments(results_dir: Path, tracking_uri: str | None) -> list:
     """The store's experiments, for the UI's links (none when the store cannot be read)."""
+    from bench.tracking import Tracker
+
     try:
         exps = Tracker(results_dir, tracking_uri).client.search_experiments()
     except Exception:  # the server reports a broken store better than a list could

@@ -368,7 +368,8 @@ class CellRunner:
         mine = [row for row in rows if row.request == r]
         sizes = {k: len(v) for k, v in views.items()}
         flags = cell_flags({row.method: row.metrics for row in mine if row.status == "finished" or row.method == FLOOR},
-                           orig, retrain, sizes, class_forgetting=self.scenario.kind == "class")
+                           orig, retrain, sizes, class_forgetting=self.scenario.kind == "class",
+                           unchanged={row.method for row in mine if row.info.get("weights_unchanged")})
         for row in mine:
             row.info["sizes"] = sizes
             row.info["cell_flags"] = flags.cell
@@ -432,11 +433,18 @@ class CellRunner:
         rte = wall - ctx.excluded_seconds + ctx.charged_seconds
         metrics.update({"rte_s": rte, "peak_mem_mb": mem.peak_mb})
         info = {**ctx.info, "seconds": time.perf_counter() - started}  # unlearning + audit: the MLflow duration
+        info["weights_unchanged"] = same_state(enc, start_from)  # flagged "did nothing" (bench/report/flags.py)
         if ctx.out_of_time:
             info["stopped"] = "time budget"
         nonfinite = [k for k, v in metrics.items() if not math.isfinite(v)]
         reason = "; ".join(problems + ([f"non-finite metrics {nonfinite}"] if nonfinite else []))
         return MethodResult(spec.name, "finished", h, params, metrics, reason=reason, request=r, info=info)
+
+
+def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Every tensor of ``a``'s state dict equal to ``b``'s (same names, shapes and values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def with_gaps(metrics: dict[str, float], retrain: dict[str, float], specs: dict, noisy: set[str]) -> dict[str, float]:

@@ -1,9 +1,12 @@
+import importlib
+import importlib.metadata
+import sys
 from dataclasses import dataclass
 
 import pytest
 
 from bench import Method, register_method
-from bench.registry import Registry, UnknownNameError, methods
+from bench.registry import BrokenComponentError, Registry, UnknownNameError, methods
 
 
 def test_unknown_name_suggests_closest():
@@ -19,12 +22,83 @@ def test_unknown_name_without_close_match_lists_known():
     assert "did you mean" not in str(e.value) and "retrain" in str(e.value)
 
 
-def test_lazy_discovery_imports_package_on_first_lookup():
-    reg: Registry = Registry("thing", packages=("methods",))
-    assert reg._loaded is False
-    reg.names()  # imports methods/*; their decorators target the global registry, not this one
-    assert reg._loaded is True
-    assert {"retrain", "finetune", "gradient_ascent"} <= set(methods.names())
+def test_shipped_names_are_read_from_source():
+    reg: Registry = Registry("method", packages=("methods",))
+    assert {"retrain", "finetune", "gradient_ascent"} <= set(reg.names())  # no decorator ran for reg
+
+
+@pytest.fixture
+def things(tmp_path, monkeypatch):
+    """A throwaway package ``<pkg>`` whose ``__init__`` holds a registry of kind "thing" (decorator
+    ``register_thing``); ``add(module, source)`` writes one of its modules. Removed from
+    ``sys.modules`` afterwards."""
+    pkg = f"_things_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text(
+        "from bench.registry import Registry\n"
+        f"things = Registry('thing', ({pkg!r},), 'unlearn_bench.test_things')\n"
+        "register_thing = things.register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def add(module: str, source: str) -> None:
+        (tmp_path / pkg / f"{module}.py").write_text(source.replace("PKG", pkg))
+
+    yield pkg, add
+    for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+        del sys.modules[name]
+
+
+def _loaded(pkg: str) -> set[str]:
+    return {m.removeprefix(pkg + ".") for m in sys.modules if m.startswith(pkg + ".")}
+
+
+def test_names_and_did_you_mean_need_no_import(things):
+    pkg, add = things
+    add("good", "from PKG import register_thing\n@register_thing('alpha', colour='red')\nclass A: pass\n")
+    add("heavy", "raise RuntimeError('imported')\nfrom PKG import register_thing\n"
+                 "@register_thing(name='beta')\nclass B: pass\n")
+    reg = importlib.import_module(pkg).things
+    assert reg.names() == ["alpha", "beta"] and "beta" in reg and "gamma" not in reg
+    with pytest.raises(UnknownNameError, match="did you mean 'alpha'"):
+        reg.get("alpah")
+    assert _loaded(pkg) == set()  # nothing imported for names, membership or the suggestion
+    assert reg.entry("alpha").meta == {"colour": "red"}
+    assert _loaded(pkg) == {"good"}  # only the module that declares the name used
+
+
+def test_a_module_that_fails_to_import_is_named_and_the_rest_still_work(things):
+    pkg, add = things
+    add("good", "from PKG import register_thing\n@register_thing('alpha')\nclass A: pass\n")
+    add("broken", "from PKG import register_thing\n@register_thing('beta')\nclass B: pass\n"
+                  "import no_such_module_xyz\n")
+    add("garbled", "def (:\n")
+    reg = importlib.import_module(pkg).things
+    with pytest.raises(BrokenComponentError) as e:
+        reg.get("beta")
+    msg = str(e.value)
+    assert "\n" not in msg and f"{pkg}/broken.py" in msg
+    assert "ModuleNotFoundError: No module named 'no_such_module_xyz'" in msg
+    assert [x.name for x in reg] == ["alpha"]  # beta registered before the failing line: dropped
+    assert len(reg.broken) == 2 and any("garbled.py: SyntaxError" in b for b in reg.broken)
+    with pytest.raises(UnknownNameError, match="could not import: .*garbled.py"):
+        reg.get("delta")  # maybe it was in the garbled file: the message says so
+
+
+def test_computed_names_and_plugins_are_found_by_importing(things, monkeypatch):
+    pkg, add = things
+    add("computed", "from PKG import register_thing\nNAME = 'al' + 'pha'\n@register_thing(NAME)\nclass A: pass\n")
+    reg = importlib.import_module(pkg).things
+
+    class Plugin:
+        name, value = "gamma", "third_party:gamma"
+
+        @staticmethod
+        def load():
+            reg.register("gamma")(int)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [Plugin] if group == "unlearn_bench.test_things" else [])
+    assert reg.get("alpha").__name__ == "A" and reg.get("gamma") is int
 
 
 def test_double_registration_is_an_error():

@@ -35,12 +35,17 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
 The first two are what tuning counts as over-unlearning (:func:`is_over_unlearning`): a
 trial so flagged failed. bench/report/flag_names.py names and explains each flag on the
 pages that show it.
+- method ``did nothing (weights)``: its state dict equals the model's it started from,
+  tensor for tensor (measured by the runner, passed as ``unchanged``); else ``did nothing
+  (metrics)``: every audit metric it shares with the original (not cost columns,
+  :data:`COST_METRICS`) equals the original's exactly. Its scores are the original's, not
+  the method's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 Z = 2.0  # standard errors that count as "beyond noise"
@@ -51,6 +56,8 @@ PRIVACY_METRICS = frozenset({  # membership columns: they rank nothing without a
     "CMIA_mentropy_fit", "cMIA-AUC", "cMIA-AUC_loss", "MIA-AUC", "MIA-AUC_Dr", "align_Df",
     "align_gap",
 })
+
+COST_METRICS = frozenset({"rte_s", "rte_frac", "peak_mem_mb", "avg_gap", "avg_gap_all"})  # not audits
 
 Metrics = Mapping[str, float]
 RETAIN_ERASED = "erased the retain set's membership signal"
@@ -206,13 +213,28 @@ def _method(m: Metrics, orig: Metrics, retrain: Metrics, n: Mapping[str, int]) -
     return [f"{UTILITY_LOSS}: {ta}"] if ta_low else []
 
 
+def did_nothing(m: Metrics, orig: Metrics, weights_unchanged: bool) -> list[str]:
+    """The method's output is the original: by its weights where the runner compared them,
+    else by every shared audit metric being identical (a method may change weights the
+    audits never read)."""
+    if weights_unchanged:
+        return ["did nothing (weights): every tensor of its state dict equals the model it started from"]
+    shared = [k for k in m if k not in COST_METRICS and _has(m, k) and _has(orig, k)]
+    if shared and all(m[k] == orig[k] for k in shared):
+        return [f"did nothing (metrics): all {len(shared)} audit metrics equal the original's"]
+    return []
+
+
 def cell_flags(methods: Mapping[str, Metrics], original: Metrics, retrain: Metrics,
-               sizes: Mapping[str, int], class_forgetting: bool = False) -> CellFlags:
+               sizes: Mapping[str, int], class_forgetting: bool = False,
+               unchanged: Collection[str] = ()) -> CellFlags:
     """Flags of one cell (one request): cell-level ones, and each method's own.
 
-    ``sizes`` holds the audit split sizes ("forget", "retain" members, "test").
+    ``sizes`` holds the audit split sizes ("forget", "retain" members, "test"); ``unchanged``
+    names the methods whose weights the runner found identical to their starting model's.
     """
     return CellFlags(
         cell=_cell(original, retrain, sizes, class_forgetting),
-        methods={name: _method(m, original, retrain, sizes) for name, m in methods.items()},
+        methods={name: did_nothing(m, original, name in unchanged) + _method(m, original, retrain, sizes)
+                 for name, m in methods.items()},
     )
