@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from bench.tracking import Tracker
 # torch, MLflow and pandas load inside the functions that use them: a matrix refused for its
 # YAML or a misspelt name answers without them
-# torch, MLflow and pandas load inside the functions that use them: a matrix refused for its
-# YAML or a misspelt name answers without them
 
 log = logging.getLogger("bench")
 
@@ -360,7 +358,7 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
         root = os.path.relpath(folder.resolve(), Path(benchmarks).resolve().parent).replace(os.sep, "/")
         command = (f"python -m bench report --matrix {matrix_name}"
                    + (f" --publish {Path(publish_to).as_posix()}" if publish_to is not None else "")
-                   + f" --benchmarks {Path(benchmarks).name}")
+                   + f" --benchmarks {Path(benchmarks).as_posix()}")
         publish(Path(benchmarks), matrix_name, rep.markdown(f"{root}/"), runs, command)
     return out
 

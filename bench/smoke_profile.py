@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", type=Path, default=None, help="default: a fresh temporary folder (cold)")
     p.add_argument("--json", type=Path, default=None, help="also write the timings here")
     args = p.parse_args(argv)
-    from bench import driver  # the suite, torch and MLflow: what every command imports first
+    # the suite, torch and MLflow: what a run imports first (the driver itself imports them lazily)
+    import bench.executors.local  # noqa: F401
+    import bench.runner  # noqa: F401
+    import bench.tracking  # noqa: F401
+    from bench import driver
 
     startup = time.perf_counter() - T0
 

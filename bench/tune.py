@@ -77,7 +77,8 @@ GAPS = "gaps"  # user attr: tuning seed -> that cell's Avg Gap (the cells scored
 TRIAL_KIND = "tune-trial"
 SEEDS_TAG, TRIALS_TAG = "bench.tune.seeds", "bench.tune.trials"  # a tune invocation's budget (the report reads them)
 OBJECTIVE = ("mean over the tuning seeds' cells of the leaderboard's Avg Gap (lower is better); a trial that "
-             "diverges, has an incomplete audit or no Avg Gap, or over-unlearns on any tuning cell fails")
+             "diverges, has an incomplete audit or no Avg Gap, or is flagged for retrain-level privacy bought by "
+             "erasing the retain set's membership signal or the model's accuracy on any tuning cell fails")
 
 
 @dataclass

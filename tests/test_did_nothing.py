@@ -93,3 +93,13 @@ def test_the_runner_flags_a_method_that_returns_the_original(write_matrix, tmp_p
     assert flags["_test_noop"] == ["did nothing (weights): every tensor of its state dict equals the model "
                                    "it started from"]
     assert flags["_test_one_step"] == [] and flags["retrain"] == []
+
+
+def test_both_did_nothing_flags_are_explained_in_the_legend():
+    from bench.report.flag_names import explain, flag_name, legend
+
+    texts = ["did nothing (weights): every tensor of its state dict equals the model it started from",
+             "did nothing (metrics): all 3 audit metrics equal the original's"]
+    assert {flag_name(t) for t in texts} == {"did nothing"}
+    assert "state dict is unchanged" in explain("did nothing")
+    assert legend(flag_name(t) for t in texts) == [f"- ⚑ *did nothing*: {explain('did nothing')}"]

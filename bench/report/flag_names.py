@@ -82,6 +82,10 @@ _EXPLAINED: list[tuple[re.Pattern, str]] = [
     (re.compile(re.escape(TA_AT_PRIVACY)),
      f"the method reached retrain-level privacy on D_f only with a probe TA more than {TA_DROP:g} "
      "points below retrain's. Tuning counts such a trial as failed."),
+    (re.compile(r"did nothing"),
+     "the method's output is the model it started from: every tensor of its state dict is unchanged "
+     "(weights), or every audit metric it shares with the original is exactly the original's "
+     "(metrics). Its scores are the original's, not the result of unlearning."),
     (re.compile(re.escape(UTILITY_LOSS)),
      f"probe TA more than {TA_DROP:g} points below retrain's (without a retrain-level privacy the "
      "original lacked)."),

@@ -7,7 +7,7 @@ tables and recomputed identically anywhere. "Within noise" always means within
 - an AUC's standard error is Hanley & McNeil's (1982) with the two split sizes;
 - a difference of two percentages uses the pooled two-proportion standard error.
 
-Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
+Flags (a flag is a finding, not an error; pages show each by name with a legend, bench/report/flag_names.py):
 
 - cell ``no membership signal``: the original's cMIA-AUC - 0.5 < Z SE. The cell's
   privacy columns (:data:`PRIVACY_METRICS`) then rank nothing.
@@ -31,15 +31,14 @@ Flags (a flag is a finding, not an error; the leaderboard shows them verbatim):
   more than :data:`TA_DROP` points below retrain's.
 - method ``utility loss``: TA more than TA_DROP below retrain's otherwise (also
   where the original already sat at retrain-level privacy: nothing to remove).
-
-The first two are what tuning counts as over-unlearning (:func:`is_over_unlearning`): a
-trial so flagged failed. bench/report/flag_names.py names and explains each flag on the
-pages that show it.
 - method ``did nothing (weights)``: its state dict equals the model's it started from,
   tensor for tensor (measured by the runner, passed as ``unchanged``); else ``did nothing
   (metrics)``: every audit metric it shares with the original (not cost columns,
   :data:`COST_METRICS`) equals the original's exactly. Its scores are the original's, not
   the method's.
+
+The two method flags of retrain-level privacy (erased retain signal, TA far below) are what
+tuning counts as over-unlearning (:func:`is_over_unlearning`): a trial so flagged fails.
 """
 
 from __future__ import annotations

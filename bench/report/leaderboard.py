@@ -268,7 +268,7 @@ def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "
     out = [f"# Leaderboard: {an.title}", ""]
     out += [*header, ""] if header else []
     if not an.tables:
-        return "\n".join(out + ["No finished results in MLflow yet.", ""])
+        return "\n".join(out + ["No finished rows yet.", ""])
     out += [LEGEND, ""]
     names = set().union(*(flag_names_shown(t) for t in an.tables.values()))
     if names:

@@ -5,7 +5,7 @@ driver stores the exact command, the git commit, the machine and (at the end) th
 wall time as tags on the invocation's MLflow parent run, and ``python -m bench
 report --benchmarks docs/leaderboards.md`` writes the leaderboard plus those tags between
 ``<!-- leaderboard:<matrix>:start -->`` and ``<!-- leaderboard:<matrix>:end -->`` of that page
-(docs/tuning.md holds the ``tune-cpu`` block; ``bench.control`` writes its blocks the same way).
+(``bench.control`` writes its blocks the same way).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def leaderboard_block(matrix: str, leaderboard_md: str,
     total = sum(wall_seconds(i) or 0.0 for i in invocations)
     command = command or f"python -m bench report --matrix {matrix} --benchmarks {page}"
     head = [f"Written by `{command}` "
-            "from the MLflow store; nothing below is typed by hand. The results come from "
+            "from the raw rows (MLflow and the rows files its runs started from); nothing below is typed by hand. The results come from "
             f"these invocations (total wall time {_duration(total)}):", "",
             *invocations_markdown(invocations), ""]
     return "\n".join(head + body)
