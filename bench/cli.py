@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run.add_argument("--seeds", default=None,
                      help="run these seeds instead of the matrix's: comma-separated, ranges allowed (4-7,9); "
-                          "with --from <published rows.csv> the report keeps the file's other seeds, so seeds accumulate")
+                          "with --from <published rows.csv> the report keeps the file's other seeds, "
+                          "so seeds accumulate")
     run.add_argument("--tuned", type=Path, default=None,
                      help="a tuned.yaml from `tune`: its values for the methods (explicit matrix values win)")
     run.add_argument("--from", dest="from_rows", type=Path, action="append", default=[],

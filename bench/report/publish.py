@@ -136,7 +136,8 @@ def leaderboard_block(matrix: str, leaderboard_md: str,
     total = sum(wall_seconds(i) or 0.0 for i in invocations)
     command = command or f"python -m bench report --matrix {matrix} --benchmarks {page}"
     head = [f"Written by `{command}` "
-            "from the raw rows (MLflow and the rows files its runs started from); nothing below is typed by hand. The results come from "
+            "from the raw rows (MLflow and the rows files its runs started from); "
+            "nothing below is typed by hand. The results come from "
             f"these invocations (total wall time {_duration(total)}):", "",
             *invocations_markdown(invocations), ""]
     return "\n".join(head + body)
