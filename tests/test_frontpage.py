@@ -40,8 +40,11 @@ def summary_row(md: str, encoder: str) -> list[str]:
 
 def test_verdicts_per_encoder_with_known_answers():
     md = front_page({"cpu": frame()})
-    enc, match, worse, undecided = summary_row(md, "simclr")
+    enc, nothing, match, worse, undecided = summary_row(md, "simclr")
     assert (match, worse) == ("good", "bad")
+    assert nothing == "worse than retrain"  # the original, 9 against the floor's 2: the cells can tell
+    blind = front_page({"cpu": frame(gaps={**GAPS, "original": GAPS["good"]})})
+    assert summary_row(blind, "simclr")[1] == "matches retrain too: these cells cannot tell a method from doing nothing"
     d = [GAPS["noisy"][s] - FLOOR_GAPS[s] for s in range(3)]
     v = verdict(GAPS["noisy"], FLOOR_GAPS)
     assert not v.worse and not v.matches
@@ -54,7 +57,7 @@ def test_verdicts_per_encoder_with_known_answers():
 def test_counts_over_cells_and_headline_links():
     two = pd.concat([frame(), frame().assign(dataset="svhn")])
     md = front_page({"cpu": two})
-    assert summary_row(md, "simclr")[1:3] == ["good (2/2)", "bad (2/2)"]
+    assert summary_row(md, "simclr")[2:4] == ["good (2/2)", "bad (2/2)"]
     assert "### Headline: [cpu](results/cpu/leaderboard.md)" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| ") and "| bad |" in ln)
     assert [c.strip() for c in line.strip("|").split("|")][3:] == ["0/2", "2/2", "0/2"]
@@ -85,7 +88,7 @@ def test_the_command_reads_published_rows_files(tmp_path):
     page.write_text(f"# B\n\n{START}\n{END}\n")
     assert main([str(page), str(csv)]) == 0
     text = page.read_text()
-    assert summary_row(text, "simclr")[1:3] == ["good", "bad"]
+    assert summary_row(text, "simclr")[1:4] == ["worse than retrain", "good", "bad"]
     assert "### Headline: [cpu](results/cpu/leaderboard.md)" in text
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from bench.metrics import MetricSpec
 from bench.report import paths
 from bench.report.analysis import Analysis, Table, analyse
-from bench.report.roles import YARDSTICKS
+from bench.report.roles import ORIGINAL, YARDSTICKS
 
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
 NO_ROWS = ("No published rows yet: this summary is generated from `results/<matrix>/rows.csv` "
@@ -71,6 +71,32 @@ def outcomes(an: Analysis) -> dict[str, dict[str, Outcome]]:
                 o.undecided += 1
                 o.seeds.append(decide_seeds(t, m))
     return out
+
+
+def doing_nothing(an: Analysis) -> dict[str, Outcome]:
+    """encoder -> the original's (doing nothing's) verdicts over its tables: where doing nothing
+    *matches retrain*, those cells cannot tell a method that forgets from one that does not, and
+    the page must say so beside the methods that match."""
+    out: dict[str, Outcome] = {}
+    for t in an.tables.values():
+        v = t.verdicts.get(ORIGINAL)
+        if v is None or not v.testable:
+            continue
+        o = out.setdefault(str(t.key[1]), Outcome())
+        o.worse += bool(v.worse)
+        o.matches += bool(v.matches and not v.worse)
+        o.undecided += not (v.worse or v.matches)
+    return out
+
+
+def nothing_text(o: Outcome | None) -> str:
+    if o is None:
+        return "–"
+    parts = [f"worse than retrain{_of(o.worse, o)}" if o.worse else "",
+             f"matches retrain{_of(o.matches, o)} too: these cells cannot tell a method from doing nothing"
+             if o.matches else "",
+             f"undecided{_of(o.undecided, o)}" if o.undecided else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def _of(k: int, o: Outcome) -> str:
@@ -155,14 +181,16 @@ def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | No
            "Each method is compared, seed by seed, with an independent retrain (what exact unlearning "
            "itself scores): *matches retrain* (equivalence test), *worse than retrain* (paired t-test), "
            "or *undecided*, with the seeds that would decide it at the observed difference and spread. "
-           "(k/n): in k of the encoder's n cells of that matrix.", "",
-           "| matrix | encoder | matches retrain | worse than retrain | undecided: seeds to decide |",
-           "|---|---|---|---|---|"]
-    rows = [(m, enc, res) for m, an in analyses.items() for enc, res in sorted(outcomes(an).items())]
-    for m, enc, res in rows:
-        out.append("| `{}` | `{}` | {} | {} | {} |".format(m, enc, *encoder_rows(res)))
+           "(k/n): in k of the encoder's n cells of that matrix. *Doing nothing* is the original's own "
+           "verdict: where it matches retrain too, those cells cannot separate forgetting from doing nothing.", "",
+           "| matrix | encoder | doing nothing | matches retrain | worse than retrain | undecided: seeds to decide |",
+           "|---|---|---|---|---|---|"]
+    rows = [(m, enc, res, doing_nothing(an).get(enc)) for m, an in analyses.items()
+            for enc, res in sorted(outcomes(an).items())]
+    for m, enc, res, nothing in rows:
+        out.append("| `{}` | `{}` | {} | {} | {} | {} |".format(m, enc, nothing_text(nothing), *encoder_rows(res)))
     if not rows:
-        out.append("| – | – | no method with two seeds or more | – | – |")
+        out.append("| – | – | – | no method with two seeds or more | – | – |")
     out += [""]
     for m, an in analyses.items():
         out += headline(m, an, frames[m], links.get(m, f"results/{m}/{paths.LEADERBOARD}"))
