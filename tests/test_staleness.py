@@ -117,4 +117,5 @@ def test_data_edited_in_place_invalidates_resume_and_the_model_cache(tmp_path: P
     assert not any(line.startswith("cache hit: original") for line in lines)
     df = Tracker(results).results_frame("edited")
     assert df["data.fingerprint"].nunique() == 2
-    assert len(caches(data)) == 2  # one decode cache per split: the superseded train cache is gone
+    decoded = sorted((results / "cache" / "decoded").glob("*.pt"))  # the run's cache folder, not the data's
+    assert len(decoded) == 2  # one decode cache per split: the superseded train cache is gone
