@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # spelt in pieces so that this file does not match itself
 BRIEF = "SPE" + "CS"
 CITATIONS = [
-    (re.compile(rf"\b{BRIEF}\b(?!\s*(?:=|\[|,|\)))"), "the briefing's specification"),  # SPECS = {...}: a name
+    (re.compile(rf"\b{BRIEF}\b(?!\s*(?:=|\[|,|\)))"), "the briefing's specification"),  # a Python name: no citation
     (re.compile(r"\bFIDEL" + r"ITY\b"), "the briefing's fidelity review"),
     (re.compile(r"\bissues?\s*#?\d+", re.I), "an issue number"),
 ]

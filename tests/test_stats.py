@@ -18,7 +18,7 @@ from bench.report.stats import best_methods, column_digits, fmt_stats, seed_stat
 UP = MetricSpec("TA", "test accuracy", higher_is_better=True)
 DOWN = MetricSpec("avg_gap", "gap", higher_is_better=False)
 GAP = MetricSpec("UA", "unlearning accuracy", ideal_retrain=True)
-SPECS = {"TA": UP, "UA": GAP, "avg_gap": DOWN}
+METRIC_DIRECTIONS = {"TA": UP, "UA": GAP, "avg_gap": DOWN}
 
 
 def test_seed_stats_by_hand() -> None:
@@ -91,7 +91,7 @@ def cell_table(df: pd.DataFrame, specs: dict) -> list[str]:
 
 
 def test_cell_table_on_a_hand_made_table() -> None:
-    lines = cell_table(_rows(), SPECS)
+    lines = cell_table(_rows(), METRIC_DIRECTIONS)
     assert lines[0] == "| method | seeds | TA ↑ | UA ≈R | avg_gap ↓ |"
     body = {ln.split(" | ")[0][2:]: ln for ln in lines[2:]}
     assert list(body) == ["original", "retrain", "b", "a", "ssd"]  # yardsticks, then by Avg Gap
@@ -111,7 +111,8 @@ def test_device_artefacts_are_never_bold() -> None:
     mem = MetricSpec("peak_mem_mb", "memory", higher_is_better=False, ranked=False)
     assert best_methods({"a": 0.0, "b": 5.0}, mem) == set()
     df = _rows().assign(**{"m.peak_mem_mb": 0.0})
-    assert "**" not in "".join(ln.split(" | ")[-1] for ln in cell_table(df, {**SPECS, "peak_mem_mb": mem})[2:])
+    table = cell_table(df, {**METRIC_DIRECTIONS, "peak_mem_mb": mem})
+    assert "**" not in "".join(ln.split(" | ")[-1] for ln in table[2:])
 
 
 def test_overall_ranks_methods_within_cells_and_ties_are_ties() -> None:
@@ -119,7 +120,7 @@ def test_overall_ranks_methods_within_cells_and_ties_are_ties() -> None:
     other = df.copy()
     other["scenario"] = "random:0.5"
     other.loc[other.method == "a", "m.avg_gap"] = 1.0  # a wins this cell, b the first
-    an = analyse(pd.concat([df, other]), SPECS, "t")
+    an = analyse(pd.concat([df, other]), METRIC_DIRECTIONS, "t")
     assert len(an.rankings) == 1
     r = an.rankings[0]
     assert r.mean_rank["a"] == r.mean_rank["b"] == 1.5  # one first place each: a tie, whatever the raw gaps
@@ -131,7 +132,7 @@ def test_markdown_has_a_table_per_request_and_the_legend() -> None:
     later = df.copy()
     later["scenario"] = df["scenario"] = "sequential:2x0.1"
     later["request"] = 1
-    md = build_report(pd.concat([df, later]), SPECS, "t", pictures=False).markdown()
+    md = build_report(pd.concat([df, later]), METRIC_DIRECTIONS, "t", pictures=False).markdown()
     assert "· after request 0" in md and "· after request 1" in md
     assert "95 % t-interval, clipped to the metric's range" in md and "*top group* of a table is relative" in md
 
@@ -186,6 +187,6 @@ def test_latest_keeps_one_row_per_cell_not_per_method():
     df = pd.DataFrame(rows)
     kept = latest(df)
     assert sorted(kept.encoder) == ["byol", "simclr"] and kept[kept.encoder == "simclr"]["m.avg_gap"].item() == 2.0
-    values = cell_values(analyse(df, SPECS, "t").tables)
+    values = cell_values(analyse(df, METRIC_DIRECTIONS, "t").tables)
     assert values["finetune"].to_dict() == {("digits", "byol", "convnet-s", "random:0.1"): 1.0,
                                             ("digits", "simclr", "convnet-s", "random:0.1"): 2.0}
