@@ -104,6 +104,7 @@ def test_one_seed_says_no_test_and_bolds_nothing():
     rows = headline_rows(md, CELL)
     assert rows["a"][2] == rows["b"][2] == "–" and "**" not in rows["a"][3]
     assert "1 seed: no test, so no verdict (–)." in md and "Top group" not in md
+    assert "Margin of" not in md  # no claim, so no margin
 
 
 def test_like_with_like_rankings_and_ties():

@@ -142,10 +142,14 @@ def _cell_flags(t: Table) -> list[str]:
     return sorted({flag_name(f) for text in texts for f in split(text)})
 
 
-def table_notes(t: Table) -> list[str]:
-    """Under a cell's table: the margin and top group, the cell's flags, the seeds-needed sentences."""
+def table_notes(t: Table, shared_flags: Collection[str] = ()) -> list[str]:
+    """Under a cell's table: the margin and top group (no margin where one seed allows no test),
+    the cell's flags but those every cell of the page has (``shared_flags``, said once above),
+    the seeds-needed sentences."""
     notes = []
-    if math.isfinite(t.margin):
+    if t.top is not None and not t.top.testable:
+        notes.append("1 seed: no test, so no verdict (–).")
+    elif math.isfinite(t.margin):
         notes.append(f"Margin of *matches*: ±{t.margin:.2f} (the floor's mean Avg Gap).")
     else:
         notes.append(f"No `{FLOOR}` row: no verdict (a store written before the floor was audited; "
@@ -156,11 +160,9 @@ def table_notes(t: Table) -> list[str]:
                      f"{', '.join(sorted(t.top.members))}"
                      + (f"; of these worse than retrain, so not bold: {', '.join(worse)}" if worse else "")
                      + ".")
-    elif t.top is not None:
-        notes.append("1 seed: no test, so no verdict (–).")
     if t.utility and (ta := seed_stats(t.seeds(RETRAIN, f"m.{t.utility}").values())).n:
         notes.append(f"Retrain's {t.utility} (the zero of {t.utility} − retrain): {fmt_stats(ta, 2, ci=False)}.")
-    flags = _cell_flags(t)
+    flags = [f for f in _cell_flags(t) if f not in shared_flags]
     if flags:
         notes.append("Cell flags: " + "; ".join(flags) + ".")
     skipped = [m for m in t.order if not_applicable(t.rows[t.rows.method == m])]
@@ -181,7 +183,13 @@ def not_applicable(g: pd.DataFrame) -> bool:
 
 
 def _cells_line(cells: Sequence[tuple], an: Analysis) -> str:
-    """``Cells: ...``, the parts every cell shares (data set, scenario) said once."""
+    """``Cells: ...``, the parts every cell shares (data set, scenario) said once; a ranking over
+    most of the page's cells names the ones it leaves out instead."""
+    every = list(dict.fromkeys(t.cell for t in an.tables.values()))
+    left = [c for c in every if c not in set(cells)]
+    if len(cells) > 1 and len(left) < len(cells):
+        gone = [heading(c, next(t for t in an.tables.values() if t.cell == c).rows).split(" · ")[1] for c in left]
+        return f"Cells: all {len(every)}" + (f" but {'; '.join(gone)}" if gone else "") + "."
     names = [heading(c, next(t for t in an.tables.values() if t.cell == c).rows).split(" · ") for c in cells]
     shared = [part for part in names[0] if all(part in n for n in names)] if len(names) > 1 else []
     rest = [" · ".join(p for p in n if p not in shared) for n in names]
@@ -231,10 +239,6 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
         notes.append("One cell: ranks within it, no test across cells.")
     if r.cd is not None:
         notes.append(f"Nemenyi critical difference {r.cd:.2f} (α {ALPHA:g}).")
-    if not testable:
-        notes.append("1 seed: no verdicts to count; the last two columns count the cells where the "
-                     "method's mean Avg Gap is below the original's (doing nothing) and at most the floor's "
-                     "(exact unlearning with another seed), descriptively, without a test.")
     out = lines + [""] + ([" ".join(notes), ""] if notes else [])
     if paths.ranks(i) in files:
         out += [f"![rank diagram]({root}{paths.ranks(i)})", ""]
@@ -244,15 +248,20 @@ def ranking_table(i: int, r: RankTable, an: Analysis, root: str, files: Collecti
 def overall(an: Analysis, root: str, files: Collection[str]) -> list[str]:
     if not an.rankings:
         return []
+    testable = any(t.top is not None and t.top.testable for t in an.tables.values())
+    counts = ("Counts: in how many of its tables (cell x request) a method is in the (relative) top group, "
+              "matches retrain, or is worse than doing nothing. " if testable else "")
     out = ["## Ranking across cells", "",
            "Methods are ranked by mean Avg Gap within each cell (1 = closest to retrain; equal values "
            "share the average rank), and the ranks averaged. The yardsticks are references, never ranked: "
            f"the original (doing nothing) and `{FLOOR}` (the floor) appear as counts against them. Each "
            "table covers exactly the cells it names, with every method that ran on all of them; raw Avg "
-           "Gaps are never averaged across cells. Counts: in how many of its tables (cell x request) a "
-           "method is in the (relative) top group, matches retrain, or is worse than doing nothing. Mean "
-           "ranks closer than a table's Nemenyi critical difference are not significantly different "
+           f"Gaps are never averaged across cells. {counts}Mean ranks closer than a table's Nemenyi "
+           "critical difference are not significantly different "
            "(joined by a bar in its diagram).", ""]
+    if not testable:
+        out += ["1 seed: no verdicts to count; the last two columns count, without a test, the cells where the "
+                "method's mean Avg Gap is below the original's and at most the floor's.", ""]
     for i, r in enumerate(an.rankings, 1):
         out += ranking_table(i, r, an, root, files)
     return out
@@ -272,14 +281,17 @@ def leaderboard_markdown(an: Analysis, header: Sequence[str] = (), root: str = "
     out += [LEGEND, ""]
     names = set().union(*(flag_names_shown(t) for t in an.tables.values()))
     if names:
-        out += ["Flags on this page (the details pages give each one's numbers):", "", *legend(names), ""]
+        out += ["Flags on this page (their numbers are on the details pages):", "", *legend(names), ""]
+    shared = set.intersection(*(set(_cell_flags(t)) for t in an.tables.values())) if len(an.tables) > 1 else set()
+    if shared:
+        out += ["Cell flags of every cell on this page: " + "; ".join(sorted(shared)) + ".", ""]
     out += overall(an, root, files)
     for key, t in an.tables.items():
         links = [f"[{name}]({root}{p})" for name, p in (("details", paths.details(t.cell)),
                                                           ("trade-off plot", paths.tradeoff(key))) if p in files]
         out += [f"## {heading(key, t.rows)}", ""] + ([" · ".join(links), ""] if links else [])
         out += headline_table(t, an.specs) + [""]
-        out += table_notes(t) + [""]
+        out += table_notes(t, shared) + [""]
         if cell_lines and t.cell in cell_lines and t.cell not in said:
             said.add(t.cell)
             out += [*cell_lines[t.cell], ""]
