@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, default=None, help="trials per method and tuning cell (default 20)")
     tune.add_argument("--methods", default=None, help="comma-separated methods to tune (default: all with a space)")
     tune.add_argument("--seeds", default=None,
-                      help="comma-separated tuning seeds, at least two, outside the matrix's: each trial's objective "
-                           "is the mean Avg Gap over their cells (default 9000000,9000001; collisions are refused)")
+                      help="tuning seeds, comma-separated, ranges allowed, at least two, outside the matrix's: "
+                           "each trial's objective is the mean Avg Gap over their cells "
+                           "(default 9000000,9000001; collisions are refused)")
     _common(tune)
     tune.add_argument("--data-root", type=Path, default=None, help="data sets folder (default: $BENCH_DATA)")
     tune.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: <results>/cache)")
@@ -125,28 +126,10 @@ def executor_options(text: str) -> dict:
 
 
 def seed_list(text: str | None) -> list[int] | None:
-    """``--seeds``: ``0-3,7`` -> [0, 1, 2, 3, 7]; one line naming the flag on a bad item."""
-    from bench.config import ConfigError
+    """``--seeds`` of ``run`` (None: the matrix's own), parsed as every ``--seeds`` is (bench/config.py)."""
+    from bench.config import parse_seeds
 
-    if text is None:
-        return None
-    seeds: list[int] = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        lo, _, hi = item.partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise ConfigError(f"--seeds: {item!r} is not a seed or a range: pass e.g. --seeds 4-7 or --seeds 0,2,5") \
-                from None
-        if b < a or a < 0:
-            raise ConfigError(f"--seeds: range {item!r} is empty or negative: write low-high, e.g. 4-7")
-        seeds += range(a, b + 1)
-    if not seeds:
-        raise ConfigError("--seeds is empty: pass e.g. --seeds 4-7")
-    twice = sorted({s for s in seeds if seeds.count(s) > 1})
-    if twice:
-        raise ConfigError(f"--seeds names seed {twice[0]} twice: list each seed once")
-    return seeds
+    return None if text is None else parse_seeds(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             topts = tuning.TuneOptions(
                 matrix=args.matrix, trials=tuning.DEFAULT_TRIALS if args.trials is None else args.trials,
                 methods=args.methods.split(",") if args.methods else None,
-                seeds=tuning.DEFAULT_SEEDS if args.seeds is None else tuning.parse_seeds(args.seeds),
+                seeds=tuning.DEFAULT_SEEDS if args.seeds is None else tuple(seed_list(args.seeds) or ()),
                 results_dir=args.results_dir,
                 data_root=args.data_root, cache_dir=args.cache_dir, tracking_uri=args.tracking_uri,
                 device=args.device, precision=args.precision, dry_run=args.dry_run, download=args.download,

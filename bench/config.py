@@ -212,6 +212,28 @@ def shipped_matrices() -> dict[str, Path]:
     return {p.name[:-5]: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+def parse_seeds(text: str) -> list[int]:
+    """A ``--seeds`` flag (run's evaluation seeds, tune's tuning seeds): ``0-3,7`` -> [0, 1, 2, 3, 7];
+    one line naming the flag on a bad item, a negative or empty range, or a seed given twice."""
+    seeds: list[int] = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        lo, _, hi = item.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise ConfigError(f"--seeds: {item!r} is not a non-negative seed or a range: pass e.g. --seeds 4-7 "
+                              "or --seeds 0,2,5") from None
+        if b < a or a < 0:
+            raise ConfigError(f"--seeds: range {item!r} is empty or negative: write low-high, e.g. 4-7")
+        seeds += range(a, b + 1)
+    if not seeds:
+        raise ConfigError("--seeds is empty: pass e.g. --seeds 4-7")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"--seeds names seed {twice[0]} twice: list each seed once")
+    return seeds
+
+
 def _did_you_mean(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""

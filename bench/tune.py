@@ -169,16 +169,6 @@ def tuning_cells(matrix: Matrix, seeds: Sequence[int], data_root: str = "",
     return [tuple(dataclasses.replace(c, seed=s) for s in seeds) for c in out.values()]
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``--seeds``: comma-separated non-negative integers (ConfigError otherwise)."""
-    try:
-        seeds = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, e.g. "
-                          f"{','.join(map(str, DEFAULT_SEEDS))}; got {text!r}") from None
-    return seeds
-
-
 def check_seeds(matrix: Matrix, seeds: Sequence[int]) -> None:
     """Refuse fewer than :data:`MIN_SEEDS` distinct non-negative tuning seeds, and a tuning cell
     whose model seeds meet an evaluated cell's (ConfigError)."""

@@ -98,3 +98,23 @@ def test_seeds_to_decide_over_an_encoders_cells():
     inf = float("inf")
     assert (_seeds_text([3, 7]), _seeds_text([5, inf]), _seeds_text([inf])) == (
         "~7 seeds", "~5 seeds (1 cell: no number)", "no number of seeds")
+
+
+def test_tuning_under_the_headline_with_known_outcomes():
+    """Two methods tuned on tuning seeds 7 and 8, paired with their default rows on seeds 0-2:
+    "good" tuned 1.0 lower on every seed (d = -1.0, -1.1, -0.9: tuned better, Holm 2 x p), "bad"
+    tuned clearly higher (tuned worse); "noisy" stays at its defaults, so the header names it."""
+    import json
+
+    note = json.dumps({"values": {"lr": 0.02}, "trials": 8, "seeds": [7, 8], "best": 1.0, "default": 2.0})
+    df = frame()
+    shift = {"good": (-1.0, -1.1, -0.9), "bad": (1.0, 1.1, 0.9)}
+    tuned = [df[df.method == m].assign(tuned=note, start_time=lambda d: d.start_time + 10,
+                                       **{"m.avg_gap": lambda d, m=m: d["m.avg_gap"] + list(shift[m])})
+             for m in shift]
+    both = pd.concat([df.assign(tuned=""), *tuned], ignore_index=True)
+    md = front_page({"cpu": both})
+    assert "Hyperparameters: tuned: 8 trials x 2 tuning seeds (7, 8) per method; at defaults: noisy." in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| `simclr` | good"))
+    assert line == "| `simclr` | good | – | bad | – |"
+    assert "Hyperparameters: defaults, untuned." in front_page({"cpu": frame()})

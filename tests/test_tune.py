@@ -209,8 +209,8 @@ def test_no_tuning_seed_is_an_evaluation_seed_and_collisions_exit_2(tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"tuning seed {bad} shares model seeds" in err
         assert "choose other --seeds" in err
-    for bad, expected in (("9000000", "at least 2 distinct"), ("9000000,9000000", "at least 2 distinct"),
-                          ("9000000,-5", "non-negative"), ("9000000,x", "comma-separated integers")):
+    for bad, expected in (("9000000", "at least 2 distinct"), ("9000000,9000000", "names seed 9000000 twice"),
+                          ("9000000,-5", "non-negative seed or a range"), ("9000000,x", "not a non-negative seed")):
         assert main(["tune", "--matrix", path, "--seeds", bad, "--dry-run"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err

@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.metrics import MetricSpec
-from bench.report import paths
+from bench.report import paths, tuning
 from bench.report.analysis import Analysis, Table, analyse
+from bench.report.frame import CELL
 from bench.report.roles import ORIGINAL, YARDSTICKS
 
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
@@ -163,6 +164,33 @@ def headline(matrix: str, an: Analysis, df: pd.DataFrame, link: str) -> list[str
     return out + [""]
 
 
+OUTCOMES = ("tuned better", "no difference", "tuned worse")
+
+
+def tuning_block(df: pd.DataFrame) -> list[str]:
+    """Under a headline: whether its methods ran tuned (the leaderboard's own header line) and,
+    per cell, which tuned methods beat their defaults on the evaluation seeds, which did not
+    differ and which got worse (bench/report/tuning.py ``compare``: paired t, Holm)."""
+    out = [f"Hyperparameters: {tuning.header(df)}.", ""]
+    if "tuned" not in df or not tuning.is_tuned(df).any():
+        return out
+    cells = [(key, tuning.compare(sub)) for key, sub in df.groupby(CELL, sort=True)]
+    cells = [(key, found) for key, found in cells if found]
+    if not cells:
+        return out
+    per_encoder = len({key[1] for key, _ in cells}) == len(cells)
+    out += [f"Tuned against default, Avg Gap on the evaluation seeds ({tuning.TEST}):", "",
+            "| cell | " + " | ".join(OUTCOMES) + " | not tested |", "|---|---|---|---|---|"]
+    for key, found in cells:
+        by: dict[str, list[str]] = {}
+        for c in found:
+            by.setdefault(c.outcome if c.outcome in OUTCOMES else "not tested", []).append(c.method)
+        label = f"`{key[1]}`" if per_encoder else " ".join(f"`{k}`" for k in key)
+        out.append(f"| {label} | " + " | ".join(", ".join(by.get(o, [])) or "–" for o in (*OUTCOMES, "not tested"))
+                   + " |")
+    return out + [""]
+
+
 def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | None = None,
                specs: Mapping[str, MetricSpec] | None = None) -> str:
     """The summary's markdown from one results frame per published matrix (name -> frame).
@@ -194,6 +222,7 @@ def front_page(frames: Mapping[str, pd.DataFrame], links: Mapping[str, str] | No
     out += [""]
     for m, an in analyses.items():
         out += headline(m, an, frames[m], links.get(m, f"results/{m}/{paths.LEADERBOARD}"))
+        out += tuning_block(frames[m])
     return "\n".join(out).rstrip() + "\n"
 
 
