@@ -17,7 +17,6 @@ measures noise.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from bench import AuditContext, Auditor, MetricSpec, ModelFeatures, register_auditor
 from bench.metrics import PERCENT, UNIT
@@ -36,6 +35,9 @@ def fit_threshold(members: np.ndarray, nonmembers: np.ndarray) -> tuple[float, f
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(score of a ``pos`` sample > score of a ``neg`` sample); 0.5 = indistinguishable."""
+    # sklearn.metrics loads when scores exist: validate imports this auditor without it
+    from sklearn.metrics import roc_auc_score
+
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
     return float(roc_auc_score(y, np.r_[pos, neg]))
 

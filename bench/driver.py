@@ -107,10 +107,11 @@ def prepare(opts: RunOptions) -> tuple[Matrix, list[str]]:
     executor_for(opts, matrix)  # its name and options are checked here too, so `validate` refuses them
     if opts.from_rows and opts.fresh:
         raise ConfigError("--fresh recomputes every row and --from counts a file's rows as done: pass one of them")
-    from bench import rows
+    if opts.from_rows:  # bench.rows imports pandas: only when a rows file is to be read
+        from bench import rows
 
-    for path in opts.from_rows:
-        rows.read(path)  # a bad rows file: one line naming the fix, before any work
+        for path in opts.from_rows:
+            rows.read(path)  # a bad rows file: one line naming the fix, before any work
     return matrix, warnings
 
 

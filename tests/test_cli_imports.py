@@ -4,6 +4,7 @@ only the commands that use it. Checked through ``sys.modules`` and exit codes, n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,31 @@ def test_help_and_matrix_refusals_do_not_import_torch(tmp_path):
         rc, err, torch_loaded = got[label]
         assert (rc, torch_loaded) == (2, False), (label, err)
         assert text in err and len(err.splitlines()) == 1, (label, err)
+
+
+# what validating a matrix never needs: lightly's model/loss modules (and the torchvision and
+# torch._dynamo they import) load when a model is built, sklearn's estimators at the first fit
+NOT_FOR_VALIDATE = ("lightly", "torchvision", "torch._dynamo", "open_clip", "sklearn.svm", "sklearn.linear_model",
+                    "sklearn.metrics", "mlflow", "optuna")
+
+VALIDATE_PROBE = """
+import contextlib, io, json, sys
+from bench.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    rc = main(["validate", "--matrix", "smoke"])
+print(json.dumps([rc, out.getvalue(), sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)]))
+"""
+
+
+def test_validate_smoke_imports_no_training_library(tmp_path):
+    """In a fresh interpreter (cwd a scratch folder, so nothing lands in the checkout), validating the
+    shipped smoke matrix (digits loaded: torch and sklearn.datasets may load) imports none of NOT_FOR_VALIDATE."""
+    proc = subprocess.run([sys.executable, "-c", VALIDATE_PROBE, json.dumps(NOT_FOR_VALIDATE)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rc, out, loaded = json.loads(proc.stdout)
+    assert rc == 0 and "matrix smoke is valid" in out
+    assert loaded == []
 
 
 @pytest.fixture

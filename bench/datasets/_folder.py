@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -48,6 +47,10 @@ def _signature(split_dir: Path, files: list[Path], size: int | None) -> str:
 
 
 def _decode(f: Path) -> torch.Tensor:
+    # torchvision loads at the first image decoded: a data set read from its decode cache, and
+    # validate of a matrix without image folders, never import it
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
     from bench.data import DataUnavailableError
 
     try:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 
 import torch
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from bench.encoders.base import Encoder, normalize
@@ -19,6 +17,9 @@ from bench.encoders.base import Encoder, normalize
 
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy that the optimiser never sees (requires_grad False)."""
+    # lightly.models imports torchvision: loaded when a model is built, so validate does not pay for it
+    from lightly.models.utils import deactivate_requires_grad
+
     twin = copy.deepcopy(module)
     deactivate_requires_grad(twin)
     return twin
@@ -51,12 +52,16 @@ class MomentumEncoder(Encoder):
         if self.momentum_steps <= 0:
             return self.momentum
         step = int(self.momentum_step)
+        from lightly.utils.scheduler import cosine_schedule  # lazy as the rest of lightly here
+
         if step >= self.momentum_steps - 1:
             return self.momentum_end
         return float(cosine_schedule(step, self.momentum_steps, self.momentum, self.momentum_end))
 
     @torch.no_grad()
     def on_step_end(self) -> None:
+        from lightly.models.utils import update_momentum  # already loaded by frozen_copy: a dict lookup
+
         m = self.current_momentum()
         update_momentum(self.backbone, self.backbone_m, m)
         update_momentum(self.head, self.head_m, m)

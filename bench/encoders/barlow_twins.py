@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightly.loss import BarlowTwinsLoss
-from lightly.models.modules import BarlowTwinsProjectionHead
 from torch import nn
 
 from bench.data import Batch
@@ -46,6 +44,11 @@ class BarlowTwins(Encoder):
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        # lightly (and the torchvision it imports) loads here, not at module level: validate and ls import
+        # this module without building a model
+        from lightly.loss import BarlowTwinsLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+
         self.head = BarlowTwinsProjectionHead(self.feat_dim, hidden_dim, proj_dim)
         self.criterion = BarlowTwinsLoss(lambda_param=lambda_param)
 

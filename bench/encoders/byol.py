@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import nn
 
 from bench.data import Batch
@@ -49,6 +47,11 @@ class BYOL(MomentumEncoder):
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        # lightly (and the torchvision it imports) loads here, not at module level: validate and ls import
+        # this module without building a model
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+
         self.head = BYOLProjectionHead(self.feat_dim, hidden_dim, proj_dim)
         self.predictor = BYOLPredictionHead(proj_dim, hidden_dim, proj_dim)
         self._init_momentum(momentum, momentum_end, momentum_steps)

@@ -3,59 +3,12 @@
 from __future__ import annotations
 
 import torch
-from lightly.loss import NTXentLoss
-from lightly.models.modules import MoCoProjectionHead
-from lightly.models.modules.heads import ProjectionHead
-from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 
 from bench.data import Batch
 from bench.encoders._momentum import MomentumEncoder
 from bench.encoders.base import DataInfo, full_precision
 from bench.registry import register_encoder
-
-
-class StepQueue(MemoryBankModule):
-    """lightly's memory bank whose new keys join the queue when the optimiser step ends.
-
-    MoCo's negatives are the keys of *earlier steps*. lightly enqueues a batch's keys inside
-    the loss call, so a method that scores two batches in one step (NegGrad+'s retain and
-    forget terms) would score the second against the first's keys. Here a call only
-    *holds* its keys; :meth:`commit` (``MoCoV2.on_step_end``) enqueues everything held, in
-    call order, with lightly's own ``_dequeue_and_enqueue``. With one call per step (training)
-    the queue is bit-for-bit lightly's. The held keys are buffers, so code that restores a
-    model's buffers after a measurement (gradient_penalty's caps, SSD's importances) also
-    drops the keys that measurement held."""
-
-    def __init__(self, size: tuple[int, int]):
-        super().__init__(size)  # draws the initial bank exactly as NTXentLoss's own would
-        # persistent (lightly: non-persistent): a cached model scores against the same negatives
-        self.register_buffer("bank", self.bank, persistent=True)
-        self.register_buffer("bank_ptr", self.bank_ptr, persistent=True)
-        self.register_buffer("held", torch.zeros(size), persistent=False)
-        self.register_buffer("held_n", torch.zeros((), dtype=torch.long), persistent=False)
-
-    def forward(
-        self, output: torch.Tensor, labels: torch.Tensor | None = None, update: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output, negatives = super().forward(output, labels, update=False)
-        if update:
-            self.hold(output)
-        return output, negatives
-
-    @torch.no_grad()
-    def hold(self, keys: torch.Tensor) -> None:
-        n, room = int(self.held_n), self.size[0] - int(self.held_n)
-        take = keys[:room].detach()  # more keys than the bank holds: the first ones, as lightly
-        self.held[n : n + len(take)] = take.to(self.held)
-        self.held_n += len(take)
-
-    @torch.no_grad()
-    def commit(self) -> None:
-        n = int(self.held_n)
-        if n:
-            self._dequeue_and_enqueue(self.held[:n].clone())
-            self.held_n.zero_()
 
 
 @register_encoder(
@@ -80,13 +33,14 @@ class MoCoV2(MomentumEncoder):
     queue then receives 2B keys per step and sample i's loss is the mean of its two rows.
     lightly queues the keys only when the query requires grad, so evaluation under
     ``torch.no_grad`` (feature extraction, a frozen teacher) leaves the queue unchanged.
-    Keys join the queue when the optimiser step ends (:class:`StepQueue`), so every loss
-    computed within one step sees the same, pre-step negatives (identical to lightly with
-    one loss call per step). The queue is made a *persistent* buffer (lightly registers it
-    non-persistent) so that a cached model scores per-sample losses against the same
-    negatives as the freshly trained one, and an unlearning method starts from the
-    original's queue. ``memory_bank=0`` uses in-batch negatives instead (SimCLR-style 2B rows,
-    averaged per sample). No shuffled BN: on one device it would not change BN statistics.
+    Keys join the queue when the optimiser step ends (``StepQueue``,
+    bench/encoders/_step_queue.py), so every loss computed within one step sees the same,
+    pre-step negatives (identical to lightly with one loss call per step). The queue is made
+    a *persistent* buffer (lightly registers it non-persistent) so that a cached model
+    scores per-sample losses against the same negatives as the freshly trained one, and an
+    unlearning method starts from the original's queue. ``memory_bank=0`` uses in-batch
+    negatives instead (SimCLR-style 2B rows, averaged per sample). No shuffled BN: on one
+    device it would not change BN statistics.
     """
 
     capabilities = frozenset({"views", "momentum"})
@@ -108,6 +62,14 @@ class MoCoV2(MomentumEncoder):
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        # lightly (and the torchvision it imports) loads here, not at module level: validate and ls import
+        # this module without building a model
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import MoCoProjectionHead
+        from lightly.models.modules.heads import ProjectionHead
+
+        from bench.encoders._step_queue import StepQueue
+
         self.symmetric = symmetric and memory_bank > 0  # in-batch negatives are symmetric already
         d = self.feat_dim
         if head_layers == 1:
@@ -134,6 +96,8 @@ class MoCoV2(MomentumEncoder):
         return rows if rows.shape[0] == b else 0.5 * (rows[:b] + rows[b:])
 
     def on_step_end(self) -> None:
+        from bench.encoders._step_queue import StepQueue  # loaded by __init__ already
+
         super().on_step_end()
         if isinstance(self.criterion.memory_bank, StepQueue):
             self.criterion.memory_bank.commit()

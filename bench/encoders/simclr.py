@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import torch
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
 from bench.data import Batch
@@ -37,6 +35,11 @@ class SimCLR(Encoder):
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        # lightly (and the torchvision it imports) loads here, not at module level: validate and ls import
+        # this module without building a model
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
         d = self.feat_dim
         self.head = SimCLRProjectionHead(d, hidden_dim or d, proj_dim)
         self.criterion = NTXentLoss(temperature=temperature)

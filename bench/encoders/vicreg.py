@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import torch
-from lightly.loss import VICRegLoss
-from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
 from bench.data import Batch
@@ -49,6 +47,11 @@ class VICReg(Encoder):
         image_size: int | None = None,
     ):
         super().__init__(backbone, info, image_size)
+        # lightly (and the torchvision it imports) loads here, not at module level: validate and ls import
+        # this module without building a model
+        from lightly.loss import VICRegLoss
+        from lightly.models.modules.heads import VICRegProjectionHead
+
         self.head = VICRegProjectionHead(self.feat_dim, hidden_dim, proj_dim)
         self.criterion = VICRegLoss(lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param)
 
