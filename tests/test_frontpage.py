@@ -118,3 +118,7 @@ def test_tuning_under_the_headline_with_known_outcomes():
     line = next(ln for ln in md.splitlines() if ln.startswith("| `simclr` | good"))
     assert line == "| `simclr` | good | – | bad | – |"
     assert "Hyperparameters: defaults, untuned." in front_page({"cpu": frame()})
+    kept = json.dumps({"values": {}, "trials": 8, "seeds": [7, 8], "complete": 0, "failed": 8})
+    md = front_page({"cpu": both.assign(tuned=both.tuned.where((both.method != "bad") | (both.tuned == ""), kept))})
+    assert next(ln for ln in md.splitlines() if ln.startswith("| `simclr` | good")) == (
+        "| `simclr` | good | – | bad (kept its defaults) | – |")

@@ -486,6 +486,13 @@ def test_tuned_vs_default_paired_outcomes_on_known_rows():
     assert ("better 5.00 vs 6.00, tuned better;" in summary
             and "same 6.00 vs 6.00, no difference (the defaults were the best trial on the tuning cells)" in summary
             and "worse 7.00 vs 6.00, tuned worse (tuning did not transfer to the evaluation seeds)." in summary)
+    # a study whose every trial failed chose nothing: the method ran at its defaults, and says so
+    failed = json.dumps({"values": {}, "trials": 4, "seeds": [7, 8], "best": None, "default": None,
+                         "complete": 0, "failed": 4})
+    none = report.compare(df.assign(tuned=df.tuned.replace(kept, failed)))
+    (same,) = [c for c in none if c.method == "same"]
+    assert same.none_passed and same.kept_defaults and not got["better"].kept_defaults
+    assert same.transfer == "every trial failed on the tuning cells, so it ran at its defaults"
     # rows computed from other checkpoints are not paired: one seed left, no test
     df.loc[(df.method == "better") & (df.seed > 0) & (df.tuned != ""), "checkpoints"] = "other"
     assert {c.method: c.outcome for c in report.compare(df)}["better"] == "no test (1 paired seed)"

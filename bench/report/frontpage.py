@@ -170,7 +170,8 @@ OUTCOMES = ("tuned better", "no difference", "tuned worse")
 def tuning_block(df: pd.DataFrame) -> list[str]:
     """Under a headline: whether its methods ran tuned (the leaderboard's own header line) and,
     per cell, which tuned methods beat their defaults on the evaluation seeds, which did not
-    differ and which got worse (bench/report/tuning.py ``compare``: paired t, Holm)."""
+    differ and which got worse (bench/report/tuning.py ``compare``: paired t, Holm), marking those
+    that tuning left at their defaults."""
     out = [f"Hyperparameters: {tuning.header(df)}.", ""]
     if "tuned" not in df or not tuning.is_tuned(df).any():
         return out
@@ -184,7 +185,8 @@ def tuning_block(df: pd.DataFrame) -> list[str]:
     for key, found in cells:
         by: dict[str, list[str]] = {}
         for c in found:
-            by.setdefault(c.outcome if c.outcome in OUTCOMES else "not tested", []).append(c.method)
+            name = f"{c.method} (kept its defaults)" if c.kept_defaults else c.method
+            by.setdefault(c.outcome if c.outcome in OUTCOMES else "not tested", []).append(name)
         label = f"`{key[1]}`" if per_encoder else " ".join(f"`{k}`" for k in key)
         out.append(f"| {label} | " + " | ".join(", ".join(by.get(o, [])) or "–" for o in (*OUTCOMES, "not tested"))
                    + " |")

@@ -147,8 +147,20 @@ class Comparison:
         return best is not None and default is not None and float(best) == float(default)
 
     @property
+    def none_passed(self) -> bool:
+        """Every trial failed on the tuning cells: no values were chosen, the method ran at its defaults."""
+        return not self.note.get("values") and self.note.get("complete") == 0
+
+    @property
+    def kept_defaults(self) -> bool:
+        """Tuning left the method at its defaults (they won, or no trial passed)."""
+        return self.defaults_won or self.none_passed
+
+    @property
     def transfer(self) -> str:
         """What tuning did on the evaluation seeds, in words ("" when there is nothing to say)."""
+        if self.none_passed:
+            return "every trial failed on the tuning cells, so it ran at its defaults"
         if self.defaults_won:
             return "the defaults were the best trial on the tuning cells"
         if self.outcome == "tuned better":
