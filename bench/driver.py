@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import tarfile
 import textwrap
@@ -346,6 +347,9 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
         folder = Path(publish_to) / matrix_name
         rows.write(merged, folder / ROWS)
         write_report(rep, folder)
+        chosen = Path(results_dir) / matrix_name / tuned.FILE  # the values a tune of this store chose
+        if chosen.is_file():
+            shutil.copyfile(chosen, folder / tuned.FILE)
     if benchmarks is not None:
         tuned_from, budgets = tuning.sources(df)
         used = (set(latest(df).parent_run) if len(df) else set()) | tuned_from

@@ -152,7 +152,9 @@ def cell_seed_columns(df: pd.DataFrame) -> list[str]:
 def merge(store: pd.DataFrame, files: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """The store's rows with the files' (all normalized frames): per cell-seed, the rows of the
     source holding most of its finished rows (the store on a tie), so no seed mixes models
-    from two caches; a later file's cell-seed replaces an earlier's only by holding more."""
+    from two caches; a later file's cell-seed replaces an earlier's only by holding more. Rows
+    of other sources computed from the same checkpoints join them (a default and a tuned run
+    on one model cache), one row per config hash and tuning."""
     frames = [f for f in (store, *files) if len(f)]
     if len(frames) <= 1:
         return frames[0] if frames else store
@@ -161,6 +163,15 @@ def merge(store: pd.DataFrame, files: Sequence[pd.DataFrame]) -> pd.DataFrame:
     allr[key] = allr[key].fillna("")  # a column one source lacks
     counts = allr.assign(_ok=allr.status != "failed").groupby([*key, "_source"])._ok.sum().reset_index()
     pick = counts.sort_values(["_ok", "_source"], ascending=[False, True]).drop_duplicates(key)
-    out = allr.merge(pick[[*key, "_source"]], on=[*key, "_source"], how="inner")
-    out = out.sort_values("_source", kind="stable").drop_duplicates("config_hash").drop(columns="_source")
+    chosen = allr.merge(pick[[*key, "_source"]], on=[*key, "_source"], how="inner")
+    # the other sources' rows computed from the very models the chosen source used (the same
+    # checkpoints' sha256, e.g. a default run and a tuned run from one model cache) join them
+    known = allr.checkpoints.fillna("").astype(str).ne("")
+    models = chosen[chosen.checkpoints.fillna("").astype(str).ne("")][[*key, "checkpoints"]].drop_duplicates()
+    same = allr[known].merge(models, on=[*key, "checkpoints"], how="inner")
+    out = pd.concat([chosen, same], ignore_index=True).sort_values("_source", kind="stable")
+    # one row per result: the same config and the same tuning (a tuned row whose values are the
+    # defaults is kept beside the default row it is compared with)
+    tuned = out["tuned"].fillna("").astype(str).ne("") if "tuned" in out else False
+    out = out.assign(_tuned=tuned).drop_duplicates(["config_hash", "_tuned"]).drop(columns=["_source", "_tuned"])
     return normalize(out)

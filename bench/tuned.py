@@ -256,7 +256,9 @@ def notes(matrix: Matrix, tuned: Tuned) -> dict[tuple[Key, str], dict[str, Any]]
     for cell in {cell_key(c): c for c in matrix.cells()}.values():
         entry = tuned.lookup(cell)
         for spec in matrix.methods:
-            t = _tuned_values(spec, entry)
+            # a study that chose nothing (every trial failed) is noted too: its rows ran at the
+            # defaults because of the tune, and the report says so
+            t = entry.methods.get(spec.name) if entry else None
             if t is None:
                 continue
             explicit = spec.kwargs

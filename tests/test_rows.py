@@ -112,6 +112,25 @@ def test_a_row_from_other_checkpoints_is_not_paired_and_is_named():
     assert t.verdicts["bad"].n == 4 and t.unpaired == {}
 
 
+def test_merge_keeps_default_and_tuned_rows_of_the_same_models_only():
+    """A default run in a file and a tuned run in the store, on one model cache: per cell-seed
+    the store's rows (yardsticks and tuned methods) plus the file's default method rows, since
+    both come from the same checkpoints; a file whose seed used other models adds nothing."""
+    store = rows.export(synthetic(seeds=2), INVOCATIONS)
+    methods = ~store.method.isin(["original", "retrain", FLOOR])
+    note = json.dumps({"values": {"lr": 0.1}, "trials": 4, "seeds": [7, 8]})
+    tuned = store.assign(tuned=pd.Series("", index=store.index).where(~methods, note),
+                         config_hash=store.config_hash.where(~methods, store.config_hash + "-t"))
+    default = store.assign(invocation="p0", parent_run="p0")  # same hashes for the yardsticks, default methods
+    merged = rows.merge(tuned, [default])
+    assert len(merged) == len(store) + methods.sum()  # yardsticks once, each method tuned and at defaults
+    kept = merged[merged.method.isin(["good", "bad"])]
+    assert (kept.groupby(["method", "seed"]).size() == 2).all()
+    assert set(merged[~merged.method.isin(["good", "bad"])].invocation) == {"p1"}  # the store's yardsticks
+    other = default.assign(checkpoints=json.dumps({**CKPT, "original": "d" * 64}))
+    assert len(rows.merge(tuned, [other])) == len(store)  # other models: the store's cell-seeds alone
+
+
 def test_one_avg_gap_composition_for_every_seed_of_a_cell():
     """EMIA's attack is at chance on the originals of seeds 0 and 1, not 2; CMIA's on seed 0 only:
     every seed's Avg Gap leaves EMIA out and keeps CMIA (at least half the seeds decide)."""

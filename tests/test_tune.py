@@ -446,6 +446,11 @@ def test_report_compares_default_and_tuned_rows_of_the_same_cells():
                       "best_gaps": {"7": 0.9, "8": 1.1}})
     df2 = df.assign(tuned=df.tuned.replace(n, new))
     assert report.header(df2) == "tuned: 8 trials x 2 tuning seeds (7, 8) per method; at defaults: ssd"
+    # finetune tuned on one encoder but shown at its defaults on another: named with that encoder
+    other = pd.DataFrame([("finetune", 0, "", 4.0, 9)], columns=["method", "seed", "tuned", "m.avg_gap", "start_time"])
+    df3 = pd.concat([df2.assign(encoder="simclr"), other.assign(encoder="moco", status="finished")])
+    assert report.header(df3) == ("tuned: 8 trials x 2 tuning seeds (7, 8) per method; "
+                                  "at defaults: ssd, finetune on moco")
     assert report.sources(df2.assign(parent_run=list("abcdefg")))[1] == {((7, 8), 8)}
     assert report.tune_budget({"bench.tune.seeds": "7,8", "bench.tune.trials": "8"}) == ((7, 8), 8)
     assert "Tuning cells (seeds 7, 8; 8 trials" in report.method_lines(df2)[1]
@@ -508,6 +513,19 @@ def sample(values: dict) -> Tuned:
     return Tuned("x", list(DEFAULT_SEEDS), 4, "tpe",
                  [CellTuning("digits", "simclr", "convnet-s", "random:0.1", list(DEFAULT_SEEDS), 3.0,
                              {"_tune_toy": m})], objective="mean")
+
+
+def test_a_study_that_chose_nothing_still_notes_its_rows(tmp_path):
+    """Every trial failed: no values, the rows run at the defaults and carry a note that says so."""
+    from bench.tuned import apply, notes
+
+    path = write(tmp_path, "empty-study", methods=["retrain", "_tune_toy"])
+    t = sample({})
+    m = load_matrix(str(path))
+    (note,) = notes(m, t).values()
+    assert note["values"] == {} and note["complete"] == 3
+    (cell,) = cells_of(m, Path("."))
+    assert apply([cell], t)[0].methods == cell.methods  # the defaults, unchanged
 
 
 def test_tuned_yaml_round_trips_and_a_single_seed_file_still_loads(tmp_path):

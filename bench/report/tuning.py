@@ -81,23 +81,26 @@ def header(df: pd.DataFrame) -> str:
         return "defaults, untuned"
     shown = latest(df[~df.method.isin(YARDSTICKS)])
     budgets: dict[tuple[int, tuple[int, ...]], set[str]] = {}
-    untuned: set[str] = set()
+    untuned: set[tuple[str, str]] = set()  # (method, encoder) of rows shown at defaults
     for _, row in shown.iterrows():
         n = note(row.get("tuned"))
         if n is None:
-            untuned.add(row.method)
+            untuned.add((row.method, str(row.get("encoder", ""))))
         else:
             budgets.setdefault((int(n["trials"]), seeds_of(n)), set()).add(row.method)
     if not budgets:
         return "defaults, untuned"
-    untuned -= set().union(*budgets.values())
+    everywhere = set().union(*budgets.values())
+    # a method tuned on some encoders but shown at its defaults on another is named with it
+    left = sorted({m for m, _ in untuned if m not in everywhere}) + sorted(
+        f"{m} on {e}" for m, e in untuned if m in everywhere)
     if len(budgets) == 1:
         (trials, seeds), = budgets
         text = f"tuned: {_budget(trials, seeds)} per method"
     else:
         text = "tuned: " + "; ".join(f"{_budget(t, s)} ({', '.join(sorted(m))})"
                                      for (t, s), m in sorted(budgets.items()))
-    return text + (f"; at defaults: {', '.join(sorted(untuned))}" if untuned else "")
+    return text + (f"; at defaults: {', '.join(left)}" if left else "")
 
 
 def _per_seed(rows: pd.DataFrame) -> tuple[dict[int, float], dict[int, str]]:
