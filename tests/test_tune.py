@@ -455,6 +455,8 @@ def test_report_compares_default_and_tuned_rows_of_the_same_cells():
     assert report.tune_budget({"bench.tune.seeds": "7,8", "bench.tune.trials": "8"}) == ((7, 8), 8)
     assert "Tuning cells (seeds 7, 8; 8 trials" in report.method_lines(df2)[1]
     assert "best 1.00 (seed 7 0.90, seed 8 1.10)" in report.method_lines(df2)[1]
+    failed = df.assign(tuned=df.tuned.replace(n, json.dumps({**old, "default": None})))  # trial 0 failed
+    assert "defaults failed, best 1.00" in report.method_lines(failed)[1]
 
 
 def test_tuned_vs_default_paired_outcomes_on_known_rows():
