@@ -154,7 +154,7 @@ def merge(store: pd.DataFrame, files: Sequence[pd.DataFrame]) -> pd.DataFrame:
     source holding most of its finished rows (the store on a tie), so no seed mixes models
     from two caches; a later file's cell-seed replaces an earlier's only by holding more. Rows
     of other sources computed from the same checkpoints join them (a default and a tuned run
-    on one model cache), one row per config hash and tuning."""
+    on one model cache), one row per config hash."""
     frames = [f for f in (store, *files) if len(f)]
     if len(frames) <= 1:
         return frames[0] if frames else store
@@ -170,8 +170,6 @@ def merge(store: pd.DataFrame, files: Sequence[pd.DataFrame]) -> pd.DataFrame:
     models = chosen[chosen.checkpoints.fillna("").astype(str).ne("")][[*key, "checkpoints"]].drop_duplicates()
     same = allr[known].merge(models, on=[*key, "checkpoints"], how="inner")
     out = pd.concat([chosen, same], ignore_index=True).sort_values("_source", kind="stable")
-    # one row per result: the same config and the same tuning (a tuned row whose values are the
-    # defaults is kept beside the default row it is compared with)
-    tuned = out["tuned"].fillna("").astype(str).ne("") if "tuned" in out else False
-    out = out.assign(_tuned=tuned).drop_duplicates(["config_hash", "_tuned"]).drop(columns=["_source", "_tuned"])
+    # one row per config hash (a row's identity), the earliest source's: the store's before a file's
+    out = out.drop_duplicates("config_hash").drop(columns="_source")
     return normalize(out)

@@ -500,6 +500,7 @@ def test_tuned_vs_default_paired_outcomes_on_known_rows():
     (same,) = [c for c in none if c.method == "same"]
     assert same.none_passed and same.kept_defaults and not got["better"].kept_defaults
     assert same.transfer == "every trial failed on the tuning cells, so it ran at its defaults"
+    assert same.outcome == "ran at its defaults"
     # rows computed from other checkpoints are not paired: one seed left, no test
     df.loc[(df.method == "better") & (df.seed > 0) & (df.tuned != ""), "checkpoints"] = "other"
     assert {c.method: c.outcome for c in report.compare(df)}["better"] == "no test (1 paired seed)"

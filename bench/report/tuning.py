@@ -134,7 +134,10 @@ class Comparison:
 
     @property
     def outcome(self) -> str:
-        """``tuned better`` / ``tuned worse`` / ``no difference`` (or why there is no test)."""
+        """``tuned better`` / ``tuned worse`` / ``no difference`` (or why there is no test: a study
+        that chose nothing ran the defaults, whose rows are the default rows)."""
+        if self.none_passed:
+            return "ran at its defaults"
         if not self.default:
             return "default not run"
         if len(self.paired) < 2:
