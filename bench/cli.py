@@ -165,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             return summary.exit_code
         if args.command == "tune":
             from bench import tune as tuning
+            from bench.config import parse_seeds
 
             topts = tuning.TuneOptions(
                 matrix=args.matrix, trials=tuning.DEFAULT_TRIALS if args.trials is None else args.trials,
                 methods=args.methods.split(",") if args.methods else None,
-                seeds=tuning.DEFAULT_SEEDS if args.seeds is None else tuple(seed_list(args.seeds) or ()),
+                seeds=tuning.DEFAULT_SEEDS if args.seeds is None else tuple(parse_seeds(args.seeds)),
                 results_dir=args.results_dir,
                 data_root=args.data_root, cache_dir=args.cache_dir, tracking_uri=args.tracking_uri,
                 device=args.device, precision=args.precision, dry_run=args.dry_run, download=args.download,

@@ -166,9 +166,9 @@ def merge(store: pd.DataFrame, files: Sequence[pd.DataFrame]) -> pd.DataFrame:
     chosen = allr.merge(pick[[*key, "_source"]], on=[*key, "_source"], how="inner")
     # the other sources' rows computed from the very models the chosen source used (the same
     # checkpoints' sha256, e.g. a default run and a tuned run from one model cache) join them
-    known = allr.checkpoints.fillna("").astype(str).ne("")
-    models = chosen[chosen.checkpoints.fillna("").astype(str).ne("")][[*key, "checkpoints"]].drop_duplicates()
-    same = allr[known].merge(models, on=[*key, "checkpoints"], how="inner")
+    models = chosen[[*key, "checkpoints"]].drop_duplicates()
+    models = models[models.checkpoints.fillna("").astype(str).ne("")]  # rows that record no models join nothing
+    same = allr.merge(models, on=[*key, "checkpoints"], how="inner")
     out = pd.concat([chosen, same], ignore_index=True).sort_values("_source", kind="stable")
     # one row per config hash (a row's identity), the earliest source's: the store's before a file's
     out = out.drop_duplicates("config_hash").drop(columns="_source")

@@ -286,7 +286,7 @@ def method_lines(sub: pd.DataFrame) -> list[str]:
             f"{outcome}{transfer}; values {used}{over_text}. "
             f"Tuning cells (seed{'' if len(seeds) == 1 else 's'} {', '.join(map(str, seeds))}; {n.get('trials')} "
             f"trials, {n.get('failed', 0)} failed; objective: mean Avg Gap over the tuning cells): "
-            f"defaults {_fmt(n.get('default')) if 'default' not in n or n['default'] is not None else 'failed'}, "
+            f"defaults {'failed' if n.get('default', 0) is None else _fmt(n.get('default'))}, "
             f"best {_fmt(n.get('best'))}{per_text}; objective over trials "
             f"{spread_text}; tuning took {_duration(float(n.get('wall_s', 0.0)))}")
     if not lines:
