@@ -329,7 +329,7 @@ def report(matrix_name: str, results_dir: Path = RUNS, tracking_uri: str | None 
     tracker = Tracker(results_dir, tracking_uri)
     raw = tracker.results_frame(matrix_name)
     invs = tracker.invocations(matrix_name)
-    files = from_files(invs)
+    files = from_files(invs, publishing=publish_to is not None)  # before anything is written
     sources = {p: rows.read(p) for p in files}  # a bad file: one line, exit 2, nothing written
     folder = Path(results_dir) / matrix_name
     merged = rows.merge(rows.export(raw, invs), list(sources.values()))
@@ -395,15 +395,19 @@ def report_of(df, title: str, figures: AuditorFigures) -> Report:
 FROM_TAG = "bench.from"  # an invocation's --from rows files (json list), merged by `report`
 
 
-def from_files(invocations) -> list[str]:
-    """The rows files the invocations started ``--from``, oldest first, each once; a file moved
-    away since is left out with a warning (its rows then are not in the report)."""
+def from_files(invocations, publishing: bool = False) -> list[str]:
+    """The rows files the invocations started ``--from``, oldest first, each once. A file moved
+    away since is left out with a warning (its rows then are not in the report), except when
+    publishing: the published rows would silently lose them, so that is a ConfigError."""
     out: list[str] = []
     for inv in invocations:
         for p in json.loads(inv["tags"].get(FROM_TAG) or "[]"):
             if p not in out:
                 if Path(p).is_file():
                     out.append(p)
+                elif publishing:
+                    raise ConfigError(f"the rows file {p} (run --from) is gone: restore it before publishing, "
+                                      "or the published rows would lose its rows")
                 else:
                     log.warning("the rows file %s (run --from) is gone: its rows are left out; restore it "
                                 "to report them", p)

@@ -247,6 +247,16 @@ def test_run_from_adds_seeds_and_the_report_merges_both_machines(results_dir, tm
     assert len(table) == 2 and broken_links(bench_md) == []  # machine a's run (from the file) and b's
     assert "--publish " in text and "](results/rows-b/cells/" in text
 
+    # the --from file moved away: a plain report leaves its rows out (with a warning), but publishing
+    # would shrink the published rows, so it is refused in one line and nothing is written
+    shutil.move(tmp_path / "shared" / "rows.csv", tmp_path / "moved.csv")
+    before = (pub / "rows.csv").read_bytes()
+    assert main(["report", "--matrix", "rows-b", "--results-dir", str(b), "--tracking-uri", uri,
+                 "--publish", str(tmp_path / "results")]) == 2
+    assert (pub / "rows.csv").read_bytes() == before
+    assert main(["report", "--matrix", "rows-b", "--results-dir", str(b), "--tracking-uri", uri]) == 0
+    assert sorted(set(rows.read(b / "rows-b" / "rows.csv").seed)) == [2, 3, 4]  # the store's seeds alone
+
 
 def test_bad_arguments_of_rows_commands_exit_2_with_nothing_written(write_matrix, tmp_path, capsys):
     path = write_matrix("rows-args")
